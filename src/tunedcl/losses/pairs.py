@@ -1,0 +1,78 @@
+"""Positive pairs in compact form, and per-row (segment) reductions over them.
+
+A block of anchors has few positives per row next to many negatives. Listing the positive pairs once as
+``(row, col)`` makes everything positive-specific (the positive mean, the k1 pull term, NT-Xent's
+pairwise terms) cost O(#pairs) instead of a masked pass over the whole ``[m, n]`` block.
+
+All reductions here are autograd-safe (no in-place writes to tensors autograd saves), so the dense
+autograd path and the chunked path's hand-written kernels share them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from tunedcl.losses.inputs import Positives
+
+MINUS_INF = float("-inf")
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """The positive pairs of an ``[m, n]`` block: ``rows[k], cols[k]`` is the k-th pair."""
+
+    rows: Tensor  # [p] int64
+    cols: Tensor  # [p] int64
+    counts: Tensor  # [m] positives per row, in the compute dtype
+    size: int  # m
+
+    @property
+    def has_pos(self) -> Tensor:
+        return self.counts > 0
+
+    def sum(self, values: Tensor) -> Tensor:
+        """Per-row sum of ``values [p]``; 0 for rows without pairs."""
+        out = torch.zeros(self.size, dtype=values.dtype, device=values.device)
+        return out.index_add(0, self.rows, values)
+
+    def max(self, values: Tensor) -> Tensor:
+        """Per-row max of ``values [p]`` (no gradient: only used as a shift); -inf without pairs."""
+        out = torch.full((self.size,), MINUS_INF, dtype=values.dtype, device=values.device)
+        return out.scatter_reduce(0, self.rows, values.detach(), reduce="amax", include_self=True)
+
+    def logsumexp(self, values: Tensor) -> Tensor:
+        """Per-row logsumexp of ``values [p]``; -inf for rows without pairs (never differentiate
+        those: callers drop rows without positives first)."""
+        top = self.max(values)
+        top = torch.where(torch.isfinite(top), top, 0.0)
+        return self.sum(torch.exp(values - top[self.rows])).log() + top
+
+
+def find_pairs(pos: Tensor, dtype: torch.dtype) -> Pairs:
+    """Compact form of a boolean ``[m, n]`` positive block (self pairs already removed)."""
+    rows, cols = pos.nonzero(as_tuple=True)
+    counts = torch.bincount(rows, minlength=pos.shape[0]).to(dtype)
+    return Pairs(rows=rows, cols=cols, counts=counts, size=pos.shape[0])
+
+
+def exclude_self_and_pair(
+    logits: Tensor,
+    positives: Positives,
+    anchor_ids: Tensor,
+    contrast_ids: Tensor,
+    self_index: Tensor,
+) -> Pairs:
+    """Set each anchor's own column of ``logits`` to -inf (in place) and list its positive pairs.
+
+    ``self_index[a]`` is anchor a's position in the contrast set, or -1 if it is not in it.
+    """
+    local = torch.arange(logits.shape[0], device=logits.device)
+    in_contrast = self_index >= 0
+    self_rows, self_cols = local[in_contrast], self_index[in_contrast]
+    logits[self_rows, self_cols] = MINUS_INF
+    pos = positives.block(anchor_ids, contrast_ids)
+    pos[self_rows, self_cols] = False
+    return find_pairs(pos, logits.dtype)

@@ -1,0 +1,54 @@
+"""The projection head that maps encoder features to the space the contrastive loss sees."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from tunedcl.models._checks import check_bool, check_positive_int
+
+
+class ProjectionHead(nn.Module):
+    """``Linear(in_dim, hidden_dim) - ReLU - Linear(hidden_dim, out_dim)``, the paper's head.
+
+    The paper (and SupCon) use ``Linear(d, d) - ReLU - Linear(d, 128)`` on the pooled encoder features,
+    then L2-normalise. The normalisation is deliberately NOT part of this module: the tunedcl losses
+    normalise their inputs themselves, so the head's raw output is what a loss expects, and
+    ``projections.norm(dim=-1)`` stays available for diagnostics. If you use the head with another loss,
+    apply ``torch.nn.functional.normalize(z, dim=-1)`` yourself.
+
+    Args:
+        in_dim: input features (the encoder's ``feature_dim``).
+        hidden_dim: hidden units; ``None`` (default) means ``in_dim``, as in the paper.
+        out_dim: projection size, 128 in the paper (the projector-dimension study varies it).
+        batch_norm: put a BatchNorm1d after the hidden Linear (SimCLR v2 style; off by default, as in
+            the paper). BatchNorm needs more than one sample per batch in training mode.
+
+    Example:
+        >>> import torch
+        >>> head = ProjectionHead(512)
+        >>> head(torch.randn(4, 512)).shape
+        torch.Size([4, 128])
+    """
+
+    def __init__(
+        self, in_dim: int, hidden_dim: int | None = None, out_dim: int = 128, batch_norm: bool = False
+    ) -> None:
+        super().__init__()
+        in_dim = check_positive_int("ProjectionHead", "in_dim", in_dim)
+        if hidden_dim is None:
+            hidden_dim = in_dim
+        hidden_dim = check_positive_int("ProjectionHead", "hidden_dim", hidden_dim, "or None for in_dim")
+        out_dim = check_positive_int("ProjectionHead", "out_dim", out_dim)
+        batch_norm = check_bool("ProjectionHead", "batch_norm", batch_norm)
+        self.in_dim, self.hidden_dim, self.out_dim = in_dim, hidden_dim, out_dim
+        layers: list[nn.Module] = [nn.Linear(in_dim, hidden_dim, bias=not batch_norm)]
+        if batch_norm:
+            # The BatchNorm shift makes the Linear bias redundant (hence bias=False above).
+            layers.append(nn.BatchNorm1d(hidden_dim))
+        layers += [nn.ReLU(inplace=True), nn.Linear(hidden_dim, out_dim)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """``[B, in_dim]`` features to unnormalised ``[B, out_dim]`` projections."""
+        return self.net(features)

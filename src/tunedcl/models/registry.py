@@ -1,0 +1,95 @@
+"""Encoders by name: ``create_model("resnet18", in_channels=1, width=0.5)``, timm-style.
+
+Builders register themselves with ``@register_model(name)``. ``create_model`` checks the keyword
+arguments against the builder's signature before calling it, so a misspelt option in a config file is a
+ValueError naming it and listing the allowed ones, not a TypeError from deep inside a constructor.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import TypeVar
+
+from tunedcl.models.base import Encoder
+
+Builder = Callable[..., Encoder]
+B = TypeVar("B", bound=Builder)
+
+_MODELS: dict[str, Builder] = {}
+
+
+def _normalise(name: str) -> str:
+    # "ResNet18" and "small_cnn" are the spellings people type in YAML; accept them.
+    return name.strip().lower().replace("_", "-")
+
+
+def register_model(name: str) -> Callable[[B], B]:
+    """Decorator adding an encoder builder to the registry under ``name``.
+
+    The builder must accept ``in_channels`` and keyword options, and return an ``Encoder``.
+    """
+    key = _normalise(name)
+
+    def decorator(builder: B) -> B:
+        if key in _MODELS:
+            raise ValueError(f"register_model: a model named {key!r} is already registered")
+        if "in_channels" not in inspect.signature(builder).parameters:
+            raise ValueError(f"register_model: builder for {key!r} must accept an in_channels argument")
+        _MODELS[key] = builder
+        return builder
+
+    return decorator
+
+
+def list_models() -> list[str]:
+    """Names accepted by ``create_model``, sorted."""
+    return sorted(_MODELS)
+
+
+def model_options(name: str) -> dict[str, object]:
+    """The keyword options of model ``name`` (besides ``in_channels``) and their defaults."""
+    builder = _lookup(name)
+    return {
+        p.name: p.default
+        for p in inspect.signature(builder).parameters.values()
+        if p.name != "in_channels" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
+
+
+def _lookup(name: object) -> Builder:
+    if not isinstance(name, str) or _normalise(name) not in _MODELS:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
+    return _MODELS[_normalise(name)]
+
+
+def create_model(name: str, in_channels: int = 3, **kwargs: object) -> Encoder:
+    """Build the encoder registered as ``name``.
+
+    Args:
+        name: one of ``list_models()`` (case-insensitive; ``_`` and ``-`` are interchangeable).
+        in_channels: image channels, 1 for grayscale, 3 for RGB (any positive int).
+        **kwargs: the model's options, e.g. ``stem``, ``width``, ``zero_init_residual`` for ResNets,
+            ``width`` for ``small-cnn`` (see ``model_options(name)``).
+
+    Returns:
+        An ``Encoder`` mapping ``[B, in_channels, H, W]`` to ``[B, encoder.feature_dim]``.
+
+    Raises:
+        ValueError: unknown name, unknown option, or an invalid option value.
+
+    Example:
+        >>> from tunedcl.models import create_model
+        >>> enc = create_model("resnet18", in_channels=1, width=0.25)
+        >>> enc.feature_dim
+        128
+    """
+    builder = _lookup(name)
+    allowed = model_options(name)
+    for key, value in kwargs.items():
+        if key not in allowed:
+            raise ValueError(
+                f"create_model({_normalise(name)!r}): unknown argument {key}={value!r}; "
+                f"allowed: in_channels, {', '.join(allowed)}"
+            )
+    return builder(in_channels=in_channels, **kwargs)

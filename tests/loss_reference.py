@@ -1,0 +1,131 @@
+"""Slow, obviously-correct references written loop by loop from the equations in shared/research/tcl.md.
+
+Everything is plain float64 torch scalars in Python loops (no logsumexp, no masks, no vectorisation), so
+autograd through them gives reference gradients too. Only for small N and moderate logits.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+
+def flatten(features: Tensor) -> tuple[Tensor, list[int]]:
+    """Rows sample-major, and the sample index of each row."""
+    if features.ndim == 3:
+        batch, views, dim = features.shape
+        return features.reshape(batch * views, dim), [b for b in range(batch) for _ in range(views)]
+    return features, list(range(features.shape[0]))
+
+
+def positive_sets(features: Tensor, labels: Tensor | None, mask: Tensor | None) -> list[list[int]]:
+    """P(i) for every row, straight from the definitions (never contains i)."""
+    rows, sample = flatten(features)
+    n = rows.shape[0]
+    sets = []
+    for i in range(n):
+        members = []
+        for j in range(n):
+            if i == j:
+                continue
+            if labels is not None:
+                positive = int(labels[sample[i]]) == int(labels[sample[j]])
+            elif mask is not None:
+                positive = bool(mask[sample[i], sample[j]]) or sample[i] == sample[j]
+            else:
+                positive = sample[i] == sample[j]
+            if positive:
+                members.append(j)
+        sets.append(members)
+    return sets
+
+
+def _unit_rows(features: Tensor, normalize: bool) -> list[Tensor]:
+    rows, _ = flatten(features.to(torch.float64))
+    out = []
+    for i in range(rows.shape[0]):
+        row = rows[i]
+        out.append(row / row.norm().clamp_min(1e-12) if normalize else row)
+    return out
+
+
+def _dot(a: Tensor, b: Tensor) -> Tensor:
+    total = a[0] * b[0]
+    for k in range(1, a.shape[0]):
+        total = total + a[k] * b[k]
+    return total
+
+
+def reference_losses(
+    features: Tensor,
+    labels: Tensor | None = None,
+    mask: Tensor | None = None,
+    *,
+    loss: str,
+    temperature: float,
+    k1: float = 0.0,
+    k2: float = 1.0,
+    k1_uses_temperature: bool = False,
+    normalize: bool = True,
+) -> Tensor:
+    """Per-anchor losses [N] (0 for anchors without positives) for loss in tcl | supcon-out |
+    supcon-in | ntxent."""
+    z = _unit_rows(features, normalize)
+    n = len(z)
+    positives = positive_sets(features, labels, mask)
+    tau = temperature
+    per_anchor = []
+    for i in range(n):
+        p_set = positives[i]
+        n_set = [j for j in range(n) if j != i and j not in p_set]
+        if not p_set:
+            per_anchor.append(torch.zeros((), dtype=torch.float64))
+            continue
+        s = {j: _dot(z[i], z[j]) for j in range(n) if j != i}
+        if loss in ("tcl", "supcon-out"):
+            kk1, kk2 = (k1, k2) if loss == "tcl" else (0.0, 1.0)
+            d = sum(torch.exp(s[p] / tau) for p in p_set)
+            k1_exponent = (lambda v: -v / tau) if k1_uses_temperature else (lambda v: -v)
+            d = d + kk1 * sum(torch.exp(k1_exponent(s[p])) for p in p_set)
+            if n_set:
+                d = d + kk2 * sum(torch.exp(s[m] / tau) for m in n_set)
+            value = -sum(torch.log(torch.exp(s[p] / tau) / d) for p in p_set) / len(p_set)
+        elif loss == "supcon-in":
+            d = sum(torch.exp(s[a] / tau) for a in s)
+            inner = sum(torch.exp(s[p] / tau) / d for p in p_set) / len(p_set)
+            value = -torch.log(inner)
+        elif loss == "ntxent":
+            negatives = sum(torch.exp(s[m] / tau) for m in n_set) if n_set else 0.0
+            value = -sum(
+                torch.log(torch.exp(s[p] / tau) / (torch.exp(s[p] / tau) + negatives)) for p in p_set
+            ) / len(p_set)
+        else:
+            raise ValueError(loss)
+        per_anchor.append(value)
+    return torch.stack(per_anchor)
+
+
+def reference_coefficients(
+    similarities_pos: list[float],
+    similarities_neg: list[float],
+    *,
+    temperature: float,
+    k1: float,
+    k2: float,
+    k1_uses_temperature: bool = False,
+) -> tuple[list[float], list[float]]:
+    """c_p and c_n of tcl.md §2 for one anchor: dL_i/dz_i = sum_p c_p z_p + sum_n c_n z_n."""
+    tau = temperature
+    k1_scale = 1.0 / tau if k1_uses_temperature else 1.0
+    d = sum(math.exp(s / tau) for s in similarities_pos)
+    d += k1 * sum(math.exp(-k1_scale * s) for s in similarities_pos)
+    d += k2 * sum(math.exp(s / tau) for s in similarities_neg)
+    n_pos = len(similarities_pos)
+    c_p = [
+        (1 / tau) * (math.exp(s / tau) / d - 1 / n_pos) - k1_scale * k1 * math.exp(-k1_scale * s) / d
+        for s in similarities_pos
+    ]
+    c_n = [(k2 / tau) * math.exp(s / tau) / d for s in similarities_neg]
+    return c_p, c_n
