@@ -6,8 +6,17 @@ in :mod:`tunedcl.losses.functional` and a name in :func:`create_loss`.
 
 from tunedcl.losses import functional
 from tunedcl.losses.ntxent import NTXentLoss
+from tunedcl.losses.queue import MemoryQueue
 from tunedcl.losses.registry import create_loss, list_losses
 from tunedcl.losses.supcon import SupConLoss
 from tunedcl.losses.tcl import TCLLoss
 
-__all__ = ["NTXentLoss", "SupConLoss", "TCLLoss", "create_loss", "functional", "list_losses"]
+__all__ = [
+    "MemoryQueue",
+    "NTXentLoss",
+    "SupConLoss",
+    "TCLLoss",
+    "create_loss",
+    "functional",
+    "list_losses",
+]

@@ -11,14 +11,17 @@ cause of NaN in the reference code).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from tunedcl import distributed as dist_utils
 from tunedcl.losses.chunked import RowKernel, per_anchor_chunked
 from tunedcl.losses.inputs import Positives, prepare
 from tunedcl.losses.pairs import Pairs, exclude_self_and_pair
+from tunedcl.losses.queue import MemoryQueue
 
 # (logits [m, n] with each anchor's own column at -inf, its positive pairs) -> per-anchor loss [m]
 RowLoss = Callable[[Tensor, Pairs], Tensor]
@@ -33,6 +36,7 @@ def per_anchor_dense(
     positives: Positives,
     temperature: float,
     row_loss: RowLoss,
+    similarity_dtype: torch.dtype | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Per-anchor losses of ``anchors [m, D]`` against ``contrast [n, D]`` by plain autograd over the
     whole ``[m, n]`` block (supports double backward; the chunked path is faster and lighter).
@@ -42,7 +46,7 @@ def per_anchor_dense(
     a positive get a loss of exactly 0 and no gradient.
     """
     # Scaling the [m, D] anchors instead of the [m, n] product saves a full pass over the logits.
-    logits = (anchors * (1.0 / temperature)) @ contrast.T
+    logits = _similarity(anchors * (1.0 / temperature), contrast, similarity_dtype)
     pairs = exclude_self_and_pair(logits, positives, anchor_ids, contrast_ids, self_index)
     has_pos = pairs.has_pos
     if bool(has_pos.all()):
@@ -59,14 +63,42 @@ def per_anchor_dense(
     return losses, has_pos
 
 
-def reduce(losses: Tensor, has_pos: Tensor, reduction: str) -> Tensor:
-    """``mean`` over anchors with a positive (0 if none has one), ``sum``, or ``none``."""
+def reduce(losses: Tensor, has_pos: Tensor, reduction: str, distributed: bool = False) -> Tensor:
+    """``mean`` over anchors with a positive (0 if none has one), ``sum``, or ``none``.
+
+    Distributed: the returned value is the global mean (or sum) over all ranks' anchors on every rank,
+    while its gradient is W times this rank's share, so that DistributedDataParallel's averaging over W
+    processes yields exactly the gradient of the global loss, even when ranks hold different numbers of
+    anchors with positives.
+    """
     if reduction == "none":
         return losses
     total = losses.sum()
+    if not distributed or dist_utils.world_size() == 1:
+        return total if reduction == "sum" else total / has_pos.sum().clamp_min(1)
+    world = dist_utils.world_size()
+    counts = torch.stack([total.detach(), has_pos.sum().to(total.dtype)])
+    global_total, global_count = dist_utils.all_reduce_sum(counts)
     if reduction == "sum":
-        return total
-    return total / has_pos.sum().clamp_min(1)
+        value, scaled = global_total, total * world
+    else:
+        value, scaled = global_total / global_count.clamp_min(1), total * world / global_count.clamp_min(1)
+    return scaled + (value - scaled).detach()
+
+
+@dataclass(frozen=True)
+class PathOptions:
+    """How the loss is computed; none of these change its value beyond rounding."""
+
+    chunk_size: int | None = None  # None: automatic; 0: dense autograd path; k: k anchor rows per chunk
+    similarity_dtype: torch.dtype | None = None  # torch.bfloat16: similarity products in bf16
+    gather_distributed: bool = False  # contrast against the embeddings of every rank
+
+
+def _similarity(anchors: Tensor, contrast: Tensor, dtype: torch.dtype | None) -> Tensor:
+    if dtype is None or dtype == anchors.dtype:
+        return anchors @ contrast.T
+    return (anchors.to(dtype) @ contrast.to(dtype).T).to(anchors.dtype)
 
 
 def compute(
@@ -79,20 +111,50 @@ def compute(
     reduction: str,
     row_loss: RowLoss,
     kernel: RowKernel,
-    chunk_size: int | None = None,
+    options: PathOptions = PathOptions(),
+    queue: MemoryQueue | None = None,
+    update_queue: bool = True,
     check_inputs_finite: bool = True,
 ) -> Tensor:
-    """Validate the call, build rows and positives, and return the reduced loss (fp32 or fp64)."""
+    """Validate the call, build anchors, contrast set and positives, and return the reduced loss.
+
+    Anchors are this process's rows. The contrast set is, in order: every rank's rows (gathered in
+    rank order when ``gather_distributed``; just the local rows otherwise), then the queue's rows.
+    """
     batch = prepare(features, labels, mask, check_inputs_finite=check_inputs_finite)
-    rows = batch.rows
+    rows, positives = batch.rows, batch.positives
+    if queue is not None:
+        if mask is not None:
+            raise ValueError("mask cannot be combined with a memory queue (queue rows carry labels, "
+                             "not mask entries); pass labels instead")
+        queue.check_kind(labels is not None)
     # Under an enclosing autocast the matmul would silently run in bf16/fp16 again: switch it off.
     with torch.autocast(device_type=rows.device.type, enabled=False):
         z = F.normalize(rows, dim=1) if normalize else rows
-        index = torch.arange(z.shape[0], device=z.device)
-        ids = batch.positives.ids
-        args = (z, z, ids, ids, index, batch.positives, temperature)
-        if chunk_size == 0:
-            losses, has_pos = per_anchor_dense(*args, row_loss)
+        anchor_ids = positives.ids
+        contrast, contrast_ids, offset = z, anchor_ids, 0
+        if options.gather_distributed and dist_utils.require_process_group("gather_distributed") > 1:
+            if mask is not None:
+                raise ValueError("mask cannot be combined with gather_distributed=True (it only relates "
+                                 "local rows); pass labels instead")
+            dist_utils.check_equal_sizes(z.shape[0], "gather_distributed")
+            if labels is None:  # instance ids must not collide across ranks
+                anchor_ids = anchor_ids + dist_utils.rank() * (int(anchor_ids.max()) + 1)
+            contrast = dist_utils.gather_with_grad(z)
+            contrast_ids = dist_utils.gather(anchor_ids)
+            offset = dist_utils.rank() * z.shape[0]
+        batch_contrast, batch_ids = contrast, contrast_ids
+        if queue is not None and len(queue) > 0:
+            contrast = torch.cat([contrast, queue.features.to(contrast.dtype)])
+            contrast_ids = torch.cat([contrast_ids, queue.ids.to(contrast_ids.device)])
+        self_index = offset + torch.arange(z.shape[0], device=z.device)
+        args = (z, contrast, anchor_ids, contrast_ids, self_index, positives, temperature)
+        if options.chunk_size == 0:
+            losses, has_pos = per_anchor_dense(*args, row_loss, similarity_dtype=options.similarity_dtype)
         else:
-            losses, has_pos = per_anchor_chunked(*args, kernel, chunk_size=chunk_size)
-        return reduce(losses, has_pos, reduction)
+            losses, has_pos = per_anchor_chunked(
+                *args, kernel, chunk_size=options.chunk_size, similarity_dtype=options.similarity_dtype
+            )
+        if queue is not None and update_queue:
+            queue.enqueue(batch_contrast, batch_ids if labels is not None else None)
+        return reduce(losses, has_pos, reduction, distributed=options.gather_distributed)

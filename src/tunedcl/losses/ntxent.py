@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from tunedcl.losses import engine
+from tunedcl.losses.base import COMMON_ARGS_DOC, ContrastiveLossModule, check_queue, path_options
 from tunedcl.losses.kernels import NTXentKernel
 from tunedcl.losses.pairs import Pairs
+from tunedcl.losses.queue import MemoryQueue
 from tunedcl.losses.validation import REDUCTIONS, check_bool, check_choice, check_real
 
 
@@ -51,42 +53,44 @@ def ntxent_loss(
     normalize: bool = True,
     reduction: str = "mean",
     chunk_size: int | None = None,
+    similarity_dtype: torch.dtype | None = None,
+    gather_distributed: bool = False,
+    queue: MemoryQueue | None = None,
+    update_queue: bool = True,
 ) -> Tensor:
-    """Functional form of :class:`NTXentLoss`; the arguments mean the same."""
-    temperature = check_real("temperature", temperature, low=0.0, low_inclusive=False)
-    normalize = check_bool("normalize", normalize)
-    reduction = check_choice("reduction", reduction, REDUCTIONS)
+    """Functional form of :class:`NTXentLoss`; the arguments mean the same (``queue`` as in
+    :func:`tunedcl.losses.functional.tcl_loss`)."""
     return engine.compute(
         features,
         labels,
         mask,
-        temperature=temperature,
-        normalize=normalize,
-        reduction=reduction,
+        temperature=check_real("temperature", temperature, low=0.0, low_inclusive=False),
+        normalize=check_bool("normalize", normalize),
+        reduction=check_choice("reduction", reduction, REDUCTIONS),
         row_loss=ntxent_row_loss,
         kernel=NTXentKernel(),
-        chunk_size=chunk_size,
+        options=path_options(chunk_size, similarity_dtype, gather_distributed),
+        queue=check_queue(queue),
+        update_queue=update_queue,
     )
 
 
-class NTXentLoss(nn.Module):
+class NTXentLoss(ContrastiveLossModule):
     r"""SimCLR's NT-Xent loss: each positive pair against the anchor's negatives.
 
         L_i = (1/|P(i)|) sum_{p in P(i)} -log( e^{s_ip/tau} / (e^{s_ip/tau} + sum_{n in N(i)} e^{s_in/tau}) )
 
     Positives are instance positives: call it with ``[B, V, D]`` features and no labels, so the other
-    views of a sample are its positives (as in SimCLR). ``labels`` (``[N]`` instance ids with ``[N, D]``
-    features, in pytorch-metric-learning's convention) or ``mask`` may define the positives instead.
+    views of a sample are its positives (as in SimCLR). ``labels`` or ``mask`` may define the positives
+    instead (e.g. pytorch-metric-learning's convention of ``[N, D]`` features with ``[N]`` instance ids).
+    With a memory queue, labels are treated as class labels that persist across batches.
 
     Degenerate cases: with 2 views each anchor has one positive and 2B - 2 negatives, and this is SimCLR's
     loss, equal to :class:`SupConLoss` L_out and :class:`TCLLoss` with ``k1=0, k2=1``. Collapsed
     embeddings with 2 views give ``ln(2B - 1)``.
 
     Args:
-        temperature: tau > 0 (0.5 in SimCLR's CIFAR-10 setting; 0.1 to 0.2 common for larger batches).
-        normalize: L2-normalise features inside the loss (default).
-        reduction: ``"mean"`` over anchors with a positive, ``"sum"``, or ``"none"`` (``[N]``).
-
+        temperature: tau > 0 (0.5 in SimCLR's CIFAR-10 setting; 0.1 to 0.2 common for larger batches).{common}
     Example:
         >>> import torch
         >>> from tunedcl import NTXentLoss
@@ -97,27 +101,32 @@ class NTXentLoss(nn.Module):
     """
 
     def __init__(
-        self, temperature: float = 0.5, normalize: bool = True, reduction: str = "mean"
+        self,
+        temperature: float = 0.5,
+        normalize: bool = True,
+        reduction: str = "mean",
+        chunk_size: int | None = None,
+        similarity_dtype: torch.dtype | None = None,
+        gather_distributed: bool = False,
+        queue_size: int = 0,
     ) -> None:
-        super().__init__()
-        self.temperature = check_real("temperature", temperature, low=0.0, low_inclusive=False)
-        self.normalize = check_bool("normalize", normalize)
-        self.reduction = check_choice("reduction", reduction, REDUCTIONS)
+        super().__init__(
+            temperature=temperature,
+            normalize=normalize,
+            reduction=reduction,
+            chunk_size=chunk_size,
+            similarity_dtype=similarity_dtype,
+            gather_distributed=gather_distributed,
+            queue_size=queue_size,
+        )
 
     def forward(
         self, features: Tensor, labels: Tensor | None = None, mask: Tensor | None = None
     ) -> Tensor:
-        return ntxent_loss(
-            features,
-            labels,
-            mask,
-            temperature=self.temperature,
-            normalize=self.normalize,
-            reduction=self.reduction,
-        )
+        return ntxent_loss(features, labels, mask, **self.common_kwargs())
 
     def extra_repr(self) -> str:
-        return (
-            f"temperature={self.temperature}, normalize={self.normalize}, "
-            f"reduction={self.reduction!r}"
-        )
+        return self.common_repr()
+
+
+NTXentLoss.__doc__ = NTXentLoss.__doc__.replace("{common}", COMMON_ARGS_DOC.rstrip() + "\n")

@@ -16,11 +16,13 @@ from __future__ import annotations
 from functools import partial
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from tunedcl.losses import engine
+from tunedcl.losses.base import COMMON_ARGS_DOC, ContrastiveLossModule, check_queue, path_options
 from tunedcl.losses.kernels import SupConInKernel, TCLKernel
 from tunedcl.losses.pairs import Pairs
+from tunedcl.losses.queue import MemoryQueue
 from tunedcl.losses.tcl import tcl_row_loss
 from tunedcl.losses.validation import REDUCTIONS, check_bool, check_choice, check_real
 
@@ -44,12 +46,15 @@ def supcon_loss(
     normalize: bool = True,
     reduction: str = "mean",
     chunk_size: int | None = None,
+    similarity_dtype: torch.dtype | None = None,
+    gather_distributed: bool = False,
+    queue: MemoryQueue | None = None,
+    update_queue: bool = True,
 ) -> Tensor:
-    """Functional form of :class:`SupConLoss`; the arguments mean the same."""
+    """Functional form of :class:`SupConLoss`; the arguments mean the same (``queue`` as in
+    :func:`tunedcl.losses.functional.tcl_loss`)."""
     temperature = check_real("temperature", temperature, low=0.0, low_inclusive=False)
     variant = check_choice("variant", variant, VARIANTS)
-    normalize = check_bool("normalize", normalize)
-    reduction = check_choice("reduction", reduction, REDUCTIONS)
     if variant == "out":
         row_loss = partial(
             tcl_row_loss, temperature=temperature, k1=0.0, k2=1.0, k1_uses_temperature=False
@@ -62,15 +67,17 @@ def supcon_loss(
         labels,
         mask,
         temperature=temperature,
-        normalize=normalize,
-        reduction=reduction,
+        normalize=check_bool("normalize", normalize),
+        reduction=check_choice("reduction", reduction, REDUCTIONS),
         row_loss=row_loss,
         kernel=kernel,
-        chunk_size=chunk_size,
+        options=path_options(chunk_size, similarity_dtype, gather_distributed),
+        queue=check_queue(queue),
+        update_queue=update_queue,
     )
 
 
-class SupConLoss(nn.Module):
+class SupConLoss(ContrastiveLossModule):
     r"""Supervised contrastive loss, L_out (default) or L_in.
 
     With A(i) all rows but i, P(i) the positives of anchor i and s_ij = z_i . z_j:
@@ -80,16 +87,12 @@ class SupConLoss(nn.Module):
 
     Degenerate cases: L_out is :class:`TCLLoss` with ``k1=0, k2=1``. With one positive per anchor
     (instance labels, 2 views) both variants equal SimCLR's NT-Xent. Collapsed embeddings give
-    ``ln(N - 1)`` for L_out.
+    ``ln(N - 1)`` for both.
 
     Args:
         temperature: tau > 0 (0.1 in the SupCon and TCL papers).
         variant: ``"out"`` (average of log-probabilities; the paper's recommendation) or ``"in"``
-            (log of the average probability).
-        normalize: L2-normalise features inside the loss (default).
-        reduction: ``"mean"`` over anchors with a positive, ``"sum"``, or ``"none"`` (``[N]``, 0 where
-            an anchor has no positive).
-
+            (log of the average probability).{common}
     Call ``loss(features, labels=None, mask=None)`` exactly as :class:`TCLLoss`.
 
     Example:
@@ -108,28 +111,29 @@ class SupConLoss(nn.Module):
         variant: str = "out",
         normalize: bool = True,
         reduction: str = "mean",
+        chunk_size: int | None = None,
+        similarity_dtype: torch.dtype | None = None,
+        gather_distributed: bool = False,
+        queue_size: int = 0,
     ) -> None:
-        super().__init__()
-        self.temperature = check_real("temperature", temperature, low=0.0, low_inclusive=False)
+        super().__init__(
+            temperature=temperature,
+            normalize=normalize,
+            reduction=reduction,
+            chunk_size=chunk_size,
+            similarity_dtype=similarity_dtype,
+            gather_distributed=gather_distributed,
+            queue_size=queue_size,
+        )
         self.variant = check_choice("variant", variant, VARIANTS)
-        self.normalize = check_bool("normalize", normalize)
-        self.reduction = check_choice("reduction", reduction, REDUCTIONS)
 
     def forward(
         self, features: Tensor, labels: Tensor | None = None, mask: Tensor | None = None
     ) -> Tensor:
-        return supcon_loss(
-            features,
-            labels,
-            mask,
-            temperature=self.temperature,
-            variant=self.variant,
-            normalize=self.normalize,
-            reduction=self.reduction,
-        )
+        return supcon_loss(features, labels, mask, variant=self.variant, **self.common_kwargs())
 
     def extra_repr(self) -> str:
-        return (
-            f"temperature={self.temperature}, variant={self.variant!r}, "
-            f"normalize={self.normalize}, reduction={self.reduction!r}"
-        )
+        return f"variant={self.variant!r}, " + self.common_repr()
+
+
+SupConLoss.__doc__ = SupConLoss.__doc__.replace("{common}", COMMON_ARGS_DOC.rstrip() + "\n")

@@ -21,11 +21,13 @@ import math
 from functools import partial
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from tunedcl.losses import engine
+from tunedcl.losses.base import COMMON_ARGS_DOC, ContrastiveLossModule, check_queue, path_options
 from tunedcl.losses.kernels import TCLKernel
 from tunedcl.losses.pairs import Pairs
+from tunedcl.losses.queue import MemoryQueue
 from tunedcl.losses.validation import REDUCTIONS, check_bool, check_choice, check_real
 
 
@@ -65,14 +67,17 @@ def tcl_loss(
     normalize: bool = True,
     reduction: str = "mean",
     chunk_size: int | None = None,
+    similarity_dtype: torch.dtype | None = None,
+    gather_distributed: bool = False,
+    queue: MemoryQueue | None = None,
+    update_queue: bool = True,
 ) -> Tensor:
-    """Functional form of :class:`TCLLoss`; the arguments mean the same."""
+    """Functional form of :class:`TCLLoss`; the arguments mean the same. ``queue`` is a
+    :class:`MemoryQueue` used as extra contrast rows and, if ``update_queue``, fed this batch."""
     temperature = check_real("temperature", temperature, low=0.0, low_inclusive=False)
     k1 = check_real("k1", k1, low=0.0, low_inclusive=True)
     k2 = check_real("k2", k2, low=0.0, low_inclusive=False)
     k1_uses_temperature = check_bool("k1_uses_temperature", k1_uses_temperature)
-    normalize = check_bool("normalize", normalize)
-    reduction = check_choice("reduction", reduction, REDUCTIONS)
     row_loss = partial(
         tcl_row_loss,
         temperature=temperature,
@@ -85,15 +90,17 @@ def tcl_loss(
         labels,
         mask,
         temperature=temperature,
-        normalize=normalize,
-        reduction=reduction,
+        normalize=check_bool("normalize", normalize),
+        reduction=check_choice("reduction", reduction, REDUCTIONS),
         row_loss=row_loss,
         kernel=TCLKernel(temperature, k1, k2, k1_uses_temperature),
-        chunk_size=chunk_size,
+        options=path_options(chunk_size, similarity_dtype, gather_distributed),
+        queue=check_queue(queue),
+        update_queue=update_queue,
     )
 
 
-class TCLLoss(nn.Module):
+class TCLLoss(ContrastiveLossModule):
     r"""Tuned Contrastive Learning loss: SupCon with a tunable pull from hard positives (k1) and push
     from negatives (k2).
 
@@ -113,11 +120,7 @@ class TCLLoss(nn.Module):
         k1: >= 0, weight of the hard-positive term exp(-s_ip) (5000 in the paper's code; 0 disables it).
         k2: > 0, weight of the negatives in the denominator (1 in the paper's code).
         k1_uses_temperature: if True the k1 term is exp(-s_ip / tau). The paper's code has no tau there;
-            with tau = 0.1 the tempered term reaches k1 * e^10 and needs a much smaller k1.
-        normalize: L2-normalise features inside the loss (default). Set False only if they already are.
-        reduction: ``"mean"`` over anchors that have at least one positive (0 if none has), ``"sum"``,
-            or ``"none"`` for per-anchor losses ``[N]`` (0 where an anchor has no positive).
-
+            with tau = 0.1 the tempered term reaches k1 * e^10 and needs a much smaller k1.{common}
     Call ``loss(features, labels=None, mask=None)``:
         features: ``[N, D]`` or ``[B, V, D]`` (V views per sample, flattened sample-major: row b*V+v).
         labels: ``[N]`` or ``[B]`` integer class labels; rows with equal labels are positives.
@@ -145,14 +148,23 @@ class TCLLoss(nn.Module):
         k1_uses_temperature: bool = False,
         normalize: bool = True,
         reduction: str = "mean",
+        chunk_size: int | None = None,
+        similarity_dtype: torch.dtype | None = None,
+        gather_distributed: bool = False,
+        queue_size: int = 0,
     ) -> None:
-        super().__init__()
-        self.temperature = check_real("temperature", temperature, low=0.0, low_inclusive=False)
+        super().__init__(
+            temperature=temperature,
+            normalize=normalize,
+            reduction=reduction,
+            chunk_size=chunk_size,
+            similarity_dtype=similarity_dtype,
+            gather_distributed=gather_distributed,
+            queue_size=queue_size,
+        )
         self.k1 = check_real("k1", k1, low=0.0, low_inclusive=True)
         self.k2 = check_real("k2", k2, low=0.0, low_inclusive=False)
         self.k1_uses_temperature = check_bool("k1_uses_temperature", k1_uses_temperature)
-        self.normalize = check_bool("normalize", normalize)
-        self.reduction = check_choice("reduction", reduction, REDUCTIONS)
 
     def forward(
         self, features: Tensor, labels: Tensor | None = None, mask: Tensor | None = None
@@ -161,17 +173,17 @@ class TCLLoss(nn.Module):
             features,
             labels,
             mask,
-            temperature=self.temperature,
             k1=self.k1,
             k2=self.k2,
             k1_uses_temperature=self.k1_uses_temperature,
-            normalize=self.normalize,
-            reduction=self.reduction,
+            **self.common_kwargs(),
         )
 
     def extra_repr(self) -> str:
         return (
-            f"temperature={self.temperature}, k1={self.k1}, k2={self.k2}, "
-            f"k1_uses_temperature={self.k1_uses_temperature}, normalize={self.normalize}, "
-            f"reduction={self.reduction!r}"
+            f"k1={self.k1}, k2={self.k2}, k1_uses_temperature={self.k1_uses_temperature}, "
+            + self.common_repr()
         )
+
+
+TCLLoss.__doc__ = TCLLoss.__doc__.replace("{common}", COMMON_ARGS_DOC.rstrip() + "\n")

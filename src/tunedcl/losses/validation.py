@@ -51,3 +51,35 @@ def check_optional_positive_int(name: str, value: object) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be None or an integer >= 1; got {_describe(value)}")
     return value
+
+
+SIMILARITY_DTYPES = (None, "float32", "bfloat16", "float16")
+
+
+def check_chunk_size(value: object) -> int | None:
+    """None (automatic), 0 (dense autograd path) or a positive number of anchor rows per chunk."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(
+            "chunk_size must be None (automatic), 0 (dense autograd path) or an integer >= 1 "
+            f"(anchor rows per chunk); got {_describe(value)}"
+        )
+    return value
+
+
+def check_similarity_dtype(value: object):
+    """None (the compute dtype), or torch.bfloat16 / torch.float16 / torch.float32 (or their names)."""
+    import torch
+
+    names = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if value is None:
+        return None
+    if isinstance(value, str) and value in names:
+        return names[value]
+    if value in names.values():
+        return value
+    raise ValueError(
+        "similarity_dtype must be None, torch.bfloat16, torch.float16 or torch.float32 (or their "
+        f"names); got {_describe(value)}"
+    )

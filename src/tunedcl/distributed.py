@@ -1,0 +1,100 @@
+"""Rank, world size and an all-gather that carries gradients: the little that the losses need of
+torch.distributed.
+
+The gather concatenates in rank order on every rank (rank 0's rows first), so all ranks see the same
+contrast set. Its backward sums the incoming gradients over ranks and returns each rank its own slice:
+rank r's embeddings then receive the gradient of every rank's loss, which after DistributedDataParallel's
+averaging over W processes is exactly the gradient of the global loss (see ``engine.reduce``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+
+def is_initialized() -> bool:
+    """True when a default process group exists."""
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank() -> int:
+    """This process's rank (0 without a process group)."""
+    return dist.get_rank() if is_initialized() else 0
+
+
+def world_size() -> int:
+    """Number of processes (1 without a process group)."""
+    return dist.get_world_size() if is_initialized() else 1
+
+
+def require_process_group(argument: str) -> int:
+    """World size, or a ValueError explaining that ``argument=True`` needs a process group."""
+    if not is_initialized():
+        raise ValueError(
+            f"{argument}=True needs torch.distributed to be initialised (torch.distributed."
+            f"init_process_group, or torchrun); none is. Set {argument}=False for one process."
+        )
+    return world_size()
+
+
+def _gather(tensor: Tensor) -> list[Tensor]:
+    parts = [torch.empty_like(tensor) for _ in range(world_size())]
+    dist.all_gather(parts, tensor.contiguous())
+    return parts
+
+
+def check_equal_sizes(local_rows: int, argument: str) -> None:
+    """Raise on every rank if the ranks hold different numbers of rows (all_gather needs equal)."""
+    sizes = _gather(torch.tensor([local_rows], device=_device()))
+    values = [int(s) for s in sizes]
+    if len(set(values)) > 1:
+        raise ValueError(
+            f"{argument}=True needs the same local batch size on every rank; got {values} rows "
+            "per rank (drop the last incomplete batch, e.g. DataLoader(drop_last=True))"
+        )
+
+
+def _device() -> torch.device:
+    """The device collectives must use: CUDA for NCCL, CPU otherwise."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, tensor: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.rows = tensor.shape[0]
+        return torch.cat(_gather(tensor), dim=0)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+        grad = grad.contiguous()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        start = rank() * ctx.rows
+        return grad[start : start + ctx.rows]
+
+
+def gather_with_grad(tensor: Tensor) -> Tensor:
+    """All-gather along dim 0 in rank order; gradients flow back to every rank's own rows."""
+    if world_size() == 1:
+        return tensor
+    return _GatherWithGrad.apply(tensor)
+
+
+def gather(tensor: Tensor) -> Tensor:
+    """All-gather along dim 0 in rank order, without gradient (labels, ids, queue entries)."""
+    if world_size() == 1:
+        return tensor
+    return torch.cat(_gather(tensor), dim=0)
+
+
+def all_reduce_sum(tensor: Tensor) -> Tensor:
+    """Sum over ranks (a new tensor; no gradient)."""
+    if world_size() == 1:
+        return tensor
+    out = tensor.detach().clone()
+    dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    return out
