@@ -1,0 +1,1 @@
+"""Training: config, the pretraining / cross-entropy loop, checkpoints and resume, evaluation glue."""

@@ -1,0 +1,90 @@
+"""From a Config to the objects a run trains: model, loss, optimiser, learning-rate schedule."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from tunedcl.losses import NTXentLoss, SupConLoss, TCLLoss
+from tunedcl.models import ContrastiveModel, LinearClassifier, ProjectionHead, create_model
+from tunedcl.train.config import Config, ConfigError
+
+
+def build_model(config: Config, in_channels: int, num_classes: int) -> nn.Module:
+    """ContrastiveModel (encoder + projection head) or, for ``ce``, LinearClassifier."""
+    options: dict[str, object] = {"width": config.model.width}
+    if config.model.encoder.lower().startswith("resnet"):
+        options["stem"] = config.model.stem
+    try:
+        encoder = create_model(config.model.encoder, in_channels=in_channels, **options)
+    except ValueError as error:
+        raise ConfigError(f"model: {error}") from error
+    if config.loss.method == "ce":
+        return LinearClassifier(encoder, num_classes)
+    head = ProjectionHead(encoder.feature_dim, config.model.projection_hidden, config.model.projection_dim)
+    return ContrastiveModel(encoder, head)
+
+
+def build_loss(config: Config, gather_distributed: bool) -> nn.Module | None:
+    """The contrastive loss of the method (None for the cross-entropy baseline)."""
+    loss = config.loss
+    common = dict(
+        temperature=loss.temperature,
+        chunk_size=loss.chunk_size,
+        similarity_dtype=loss.similarity_dtype,
+        gather_distributed=gather_distributed,
+        queue_size=loss.queue_size,
+    )
+    if loss.method in ("tcl", "tcl-ssl"):
+        return TCLLoss(k1=loss.k1, k2=loss.k2, k1_uses_temperature=loss.k1_uses_temperature, **common)
+    if loss.method == "supcon":
+        return SupConLoss(variant=loss.supcon_variant, **common)
+    if loss.method == "simclr":
+        return NTXentLoss(**common)
+    return None
+
+
+def _parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """No weight decay on biases and normalisation parameters (1-d tensors), as is standard."""
+    decay, no_decay = [], []
+    for parameter in model.parameters():
+        if parameter.requires_grad:
+            (no_decay if parameter.ndim <= 1 else decay).append(parameter)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def peak_lr(config: Config) -> float:
+    scale = config.train.batch_size / 256 if config.optim.lr_scaling == "linear" else 1.0
+    return config.optim.lr * scale
+
+
+def build_optimizer(config: Config, model: nn.Module) -> torch.optim.Optimizer:
+    optim = config.optim
+    groups = _parameter_groups(model, optim.weight_decay)
+    lr = peak_lr(config)
+    if optim.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=optim.momentum, nesterov=optim.nesterov)
+    return torch.optim.AdamW(groups, lr=lr, betas=optim.betas)
+
+
+def lr_factor(step: int, total_steps: int, warmup_steps: int, min_ratio: float) -> float:
+    """Linear warm-up from 0 over ``warmup_steps``, then cosine decay to ``min_ratio`` at the end.
+
+    factor(t) = t / W                                         for t < W
+              = r + (1 - r) (1 + cos(pi (t - W) / (T - W))) / 2   otherwise
+    """
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    span = max(total_steps - warmup_steps, 1)
+    progress = min(max(step - warmup_steps, 0) / span, 1.0)
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def build_scheduler(
+    config: Config, optimizer: torch.optim.Optimizer, total_steps: int, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    warmup = round(config.optim.warmup_epochs * steps_per_epoch)
+    ratio = config.optim.min_lr_ratio
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total_steps, warmup, ratio))

@@ -1,0 +1,119 @@
+"""Evaluation of a trained run: frozen-encoder features once for train and test, then kNN and the
+linear probe(s) the config asks for; the cross-entropy baseline's own classifier is evaluated directly."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+from torch import nn
+
+from tunedcl.evaluate import extract_features, fit_linear_probe, knn_classify, paper_linear_probe
+from tunedcl.train.config import Config
+from tunedcl.train.runtime import Runtime
+
+
+def encoder_of(model: nn.Module) -> nn.Module:
+    return model.encoder
+
+
+def features_of(model: nn.Module, dataset: Any, config: Config, runtime: Runtime) -> tuple[torch.Tensor, ...]:
+    encoder = encoder_of(model)
+    common = dict(
+        batch_size=config.eval.batch_size,
+        device=runtime.device,
+        autocast_dtype=runtime.autocast_dtype,
+        channels_last=config.train.channels_last,
+    )
+    train = extract_features(encoder, dataset.train.images, dataset.mean, dataset.std, **common)
+    test = extract_features(encoder, dataset.test.images, dataset.mean, dataset.std, **common)
+    return train, test
+
+
+def knn_only(model: nn.Module, dataset: Any, config: Config, runtime: Runtime) -> dict[str, float]:
+    train, test = features_of(model, dataset, config, runtime)
+    result = knn_classify(
+        train,
+        dataset.train.labels,
+        test,
+        dataset.test.labels,
+        k=config.eval.knn_k,
+        temperature=config.eval.knn_temperature,
+    )
+    return {"knn_top1": result.top1}
+
+
+@torch.inference_mode()
+def _classifier_accuracy(model: nn.Module, dataset: Any, config: Config, runtime: Runtime) -> float:
+    from tunedcl.data.augment import normalize
+
+    was_training = model.training
+    model.eval()
+    correct = 0
+    images, labels = dataset.test.images, dataset.test.labels
+    for start in range(0, len(labels), config.eval.batch_size):
+        x = normalize(images[start : start + config.eval.batch_size].to(runtime.device), dataset.mean, dataset.std)
+        if config.train.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with runtime.autocast():
+            logits = model(x)
+        correct += int((logits.argmax(1).cpu() == labels[start : start + config.eval.batch_size]).sum())
+    model.train(was_training)
+    return 100.0 * correct / len(labels)
+
+
+def evaluate(model: nn.Module, dataset: Any, config: Config, runtime: Runtime) -> dict[str, Any]:
+    """All end-of-run metrics: knn_top1 and linear_top1 (percent, test split) at least."""
+    results: dict[str, Any] = {}
+    tic = time.perf_counter()
+    train, test = features_of(model, dataset, config, runtime)
+    results["feature_seconds"] = time.perf_counter() - tic
+    knn = knn_classify(
+        train,
+        dataset.train.labels,
+        test,
+        dataset.test.labels,
+        k=config.eval.knn_k,
+        temperature=config.eval.knn_temperature,
+    )
+    results.update(knn_top1=knn.top1, knn_top5=knn.top5)
+    mode = config.eval.linear_probe
+    if config.loss.method == "ce":
+        results["ce_top1"] = _classifier_accuracy(model, dataset, config, runtime)
+        results["linear_top1"] = results["ce_top1"]
+        results["linear_probe"] = "the cross-entropy classifier itself"
+    if mode in ("fast", "both"):
+        probe = fit_linear_probe(
+            train,
+            dataset.train.labels,
+            test,
+            dataset.test.labels,
+            epochs=config.eval.probe_epochs,
+            seed=config.train.seed,
+        )
+        results.update(fast_linear_top1=probe.top1, fast_linear_top5=probe.top5, fast_linear_seconds=probe.seconds)
+        results.setdefault("linear_top1", probe.top1)
+        results.setdefault("linear_probe", "fast (cached features)")
+    if mode in ("paper", "both"):
+        probe = paper_linear_probe(
+            encoder_of(model),
+            dataset.train.images,
+            dataset.train.labels,
+            dataset.test.images,
+            dataset.test.labels,
+            dataset.mean,
+            dataset.std,
+            epochs=config.eval.paper_probe_epochs,
+            augment_preset=config.data.augment,
+            device=runtime.device,
+            seed=config.train.seed,
+            autocast_dtype=runtime.autocast_dtype,
+        )
+        results.update(paper_linear_top1=probe.top1, paper_linear_top5=probe.top5, paper_linear_seconds=probe.seconds)
+        results.setdefault("linear_top1", probe.top1)
+        results.setdefault("linear_probe", f"paper protocol ({config.eval.paper_probe_epochs} epochs)")
+    if "linear_top1" not in results:
+        results["linear_top1"] = None
+        results["linear_probe"] = "none"
+    return results

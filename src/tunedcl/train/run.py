@@ -1,0 +1,183 @@
+"""A whole run: run directory, training, evaluation, results.json, report.md, and the summary table."""
+
+from __future__ import annotations
+
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from tunedcl import __version__
+from tunedcl.train import rundir
+from tunedcl.train.config import Config, ConfigError, config_from_dict, dump_config
+from tunedcl.train.loop import train
+from tunedcl.train.progress import Progress
+from tunedcl.train.runtime import Runtime, peak_memory_bytes, setup
+
+
+def _hardware(runtime: Runtime) -> str:
+    if runtime.device.type == "cuda":
+        return torch.cuda.get_device_name(runtime.device)
+    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+def prepare_run_dir(run_dir: Path, config: Config | None, resume: bool) -> Config:
+    """Create (or, with resume, reopen) a run directory and return the config to run."""
+    config_path = run_dir / "config.yaml"
+    if resume:
+        if not config_path.is_file():
+            raise ConfigError(f"--resume: {run_dir} holds no run (no config.yaml)")
+        import yaml
+
+        saved = config_from_dict(yaml.safe_load(config_path.read_text()))
+        if config is not None and dump_config(config) != dump_config(saved):
+            raise ConfigError(
+                f"--resume continues {run_dir} with its own config.yaml; do not pass --config or overrides"
+            )
+        return saved
+    if config is None:
+        raise ConfigError("a config is needed for a new run")
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise ConfigError(f"{run_dir} already holds files; pass --resume to continue that run, or choose another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    rundir.atomic_write_text(config_path, dump_config(config))
+    return config
+
+
+def summary_table(results: dict[str, Any]) -> str:
+    def pct(value: Any) -> str:
+        return "-" if value is None else f"{value:.2f}"
+
+    header = "| run | method | linear top-1 (%) | kNN top-1 (%) | train time | views/s |\n|---|---|---:|---:|---:|---:|"
+    row = (
+        f"| {results['name']} | {results['method']} | {pct(results['linear_top1'])} | "
+        f"{pct(results['knn_top1'])} | {results['train_seconds'] / 60:.1f} min | "
+        f"{results['views_per_second']:,.0f} |"
+    )
+    return header + "\n" + row
+
+
+def run_training(
+    config: Config | None, run_dir: Path, *, resume: bool = False, quiet: bool = False
+) -> dict[str, Any] | None:
+    """Train and evaluate; returns the results (None on ranks other than 0)."""
+    wall = time.perf_counter()
+    config = prepare_run_dir(run_dir, config, resume) if _is_main_process() else config
+    runtime = setup(config.train)
+    if runtime.distributed and not runtime.is_main:
+        config = prepare_run_dir(run_dir, None, True)
+    progress = Progress(quiet=quiet, silent=not runtime.is_main)
+    progress.line(
+        f"run {run_dir}: {config.name}, method {config.loss.method}, {config.data.dataset}, "
+        f"{config.model.encoder}, {runtime.device}, "
+        f"{'bf16' if runtime.autocast_dtype else 'fp32'}, {runtime.world_size} process(es)"
+    )
+    on_epoch_end = None
+    if config.eval.every_epochs:
+        on_epoch_end = _periodic_knn(config, runtime)
+    outcome = train(config, run_dir, runtime, resume=resume, progress=progress, on_epoch_end=on_epoch_end)
+    results = None
+    if runtime.is_main:
+        from tunedcl.train.evaluation import evaluate
+
+        tic = time.perf_counter()
+        metrics = evaluate(outcome.model, outcome.dataset, config, runtime)
+        eval_seconds = time.perf_counter() - tic
+        log = rundir.MetricsLog(run_dir)
+        train_seconds = sum(r.get("seconds", 0.0) for r in log.read() if "epoch" in r)
+        results = {
+            "name": config.name,
+            "method": config.loss.method,
+            "dataset": config.data.dataset,
+            "encoder": config.model.encoder,
+            **metrics,
+            "steps": outcome.steps,
+            "train_seconds": train_seconds,
+            "eval_seconds": eval_seconds,
+            "wall_seconds_this_session": time.perf_counter() - wall,
+            "views_per_second": outcome.views_per_second,
+            "peak_memory_bytes": peak_memory_bytes(runtime.device),
+            "device": str(runtime.device),
+            "hardware": _hardware(runtime),
+            "precision": "bf16" if runtime.autocast_dtype else "fp32",
+            "world_size": runtime.world_size,
+            "torch": torch.__version__,
+            "tunedcl": __version__,
+        }
+        log.append({"step": outcome.steps, "eval": metrics})
+        rundir.write_json(run_dir / "results.json", results)
+        from tunedcl.report import write_run_report
+
+        report = write_run_report(run_dir)
+        progress.line("\n" + summary_table(results) + f"\n\nreport: {report}")
+    if runtime.distributed:
+        dist.barrier()
+    return results
+
+
+def _is_main_process() -> bool:
+    import os
+
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _periodic_knn(config: Config, runtime: Runtime):
+    from tunedcl.train.evaluation import knn_only
+
+    dataset_cache: dict[str, Any] = {}
+
+    def hook(model: torch.nn.Module, epoch: int, step: int) -> dict[str, float]:
+        if epoch % config.eval.every_epochs or not runtime.is_main:
+            return {}
+        if "dataset" not in dataset_cache:
+            from tunedcl.train.loop import load_training_data
+
+            dataset_cache["dataset"] = load_training_data(config)
+        return knn_only(model, dataset_cache["dataset"], config, runtime)
+
+    return hook
+
+
+def evaluate_run(run_dir: Path, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """``tunedcl eval RUN_DIR``: evaluate a run's last checkpoint again (eval.* overrides allowed)."""
+    import yaml
+
+    from tunedcl.train.builders import build_model
+    from tunedcl.train.config import _set, parse_override
+    from tunedcl.train.evaluation import evaluate
+    from tunedcl.train.loop import load_training_data
+
+    config_path = run_dir / "config.yaml"
+    if not config_path.is_file():
+        raise ConfigError(f"{run_dir} holds no run (no config.yaml)")
+    config = config_from_dict(yaml.safe_load(config_path.read_text()))
+    for text in overrides:
+        key, value = parse_override(text)
+        if not key.startswith(("eval.", "train.device", "train.threads", "train.precision")):
+            raise ConfigError(
+                f"tunedcl eval only takes eval.*, train.device, train.threads and "
+                f"train.precision overrides; got {key!r}"
+            )
+        _set(config, key, value)
+    state = rundir.load_checkpoint(run_dir)
+    if state is None:
+        raise ConfigError(f"{run_dir} has no checkpoint ({rundir.CHECKPOINT})")
+    runtime = setup(config.train)
+    dataset = load_training_data(config)
+    model = build_model(config, dataset.in_channels, dataset.num_classes)
+    model.load_state_dict(state["model"])
+    model.to(
+        runtime.device, memory_format=torch.channels_last if config.train.channels_last else torch.contiguous_format
+    )
+    metrics = evaluate(model, dataset, config, runtime)
+    results_path = run_dir / "results.json"
+    import json
+
+    results = json.loads(results_path.read_text()) if results_path.is_file() else {"name": config.name}
+    results.update(metrics)
+    rundir.write_json(results_path, results)
+    rundir.MetricsLog(run_dir).append({"step": state["step"], "eval": metrics, "source": "tunedcl eval"})
+    return results
