@@ -136,9 +136,11 @@ class _ChunkedLoss(torch.autograd.Function):
 
 
 def default_chunk_size(n_contrast: int, device: torch.device) -> int:
-    """Rows per chunk: ~1 MiB of fp32 logits on CPU (stays in cache), ~256 MiB on accelerators."""
-    elements = 2**18 if device.type == "cpu" else 2**26
-    return max(1, elements // max(n_contrast, 1))
+    """Rows per chunk: ~1 MiB of fp32 logits on CPU (stays in cache) but at least 64 rows, so that each
+    pass over the contrast matrix serves enough anchors; ~256 MiB of logits on accelerators."""
+    if device.type == "cpu":
+        return max(64, 2**18 // max(n_contrast, 1))
+    return max(1, 2**26 // max(n_contrast, 1))
 
 
 def per_anchor_chunked(

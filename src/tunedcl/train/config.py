@@ -98,7 +98,6 @@ class TrainConfig:
     gather_distributed: bool = _opt(True, "under DDP, contrast against every rank's embeddings")
     checkpoint_every_steps: int = _opt(0, "also checkpoint every N steps (0: end of epoch only)", check=_non_negative)
     threads: int | None = _opt(None, "torch CPU threads (default: torch's choice)", check=_positive)
-    log_gradients: bool = _opt(False, "log TCL gradient statistics (tunedcl.analysis) each epoch")
     tensorboard: bool = _opt(True, "write TensorBoard scalars when tensorboard is installed")
 
 

@@ -106,6 +106,15 @@ class _StopFlag:
             signal.signal(sig, handler)
 
 
+def _tensorboard(run_dir: Path) -> Any:
+    """A SummaryWriter in run_dir/tensorboard when tensorboard is installed (optional), else None."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is an optional extra
+        return None
+    return SummaryWriter(str(run_dir / "tensorboard"))
+
+
 def _all_generator_states(generator: torch.Generator, runtime: Runtime) -> list[torch.Tensor]:
     state = generator.get_state()
     if not runtime.distributed:
@@ -200,6 +209,7 @@ def train(
             },
         )
 
+    board = _tensorboard(run_dir) if config.train.tensorboard and runtime.is_main else None
     images_all, labels_all = train_split.images, train_split.labels
     views_per_step = batch * n_views
     trained_seconds = 0.0
@@ -285,6 +295,11 @@ def train(
             epoch_sums = {"loss": 0.0, "steps": 0, "seconds": 0.0}
             if runtime.is_main:
                 metrics.append(record)
+                if board is not None:
+                    for key, value in record.items():
+                        if key not in ("epoch", "step") and isinstance(value, float | int):
+                            board.add_scalar(key, value, step)
+                    board.flush()
                 progress.line(
                     f"epoch {record['epoch']}/{epochs}  loss {record['loss']:.4f}  lr {record['lr']:.4g}  "
                     f"{record['views_per_s']:,.0f} views/s  {record['seconds']:.1f} s"

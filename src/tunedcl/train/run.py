@@ -65,8 +65,11 @@ def run_training(
 ) -> dict[str, Any] | None:
     """Train and evaluate; returns the results (None on ranks other than 0)."""
     wall = time.perf_counter()
-    config = prepare_run_dir(run_dir, config, resume) if _is_main_process() else config
-    runtime = setup(config.train)
+    if _is_main_process():
+        config = prepare_run_dir(run_dir, config, resume)
+    elif config is None:  # a resumed run: its config is in the run directory
+        config = prepare_run_dir(run_dir, None, True)
+    runtime = setup(config.train)  # joins the process group: rank 0 has written config.yaml by then
     if runtime.distributed and not runtime.is_main:
         config = prepare_run_dir(run_dir, None, True)
     progress = Progress(quiet=quiet, silent=not runtime.is_main)

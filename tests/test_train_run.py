@@ -1,0 +1,181 @@
+"""End-to-end runs of `tunedcl train` on scikit-learn's digits (offline, seconds): the run directory,
+exact resume after SIGKILL at random moments and after Ctrl-C, a non-finite loss, CLI errors, and DDP
+with 2 processes under torchrun against 1 process."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("sklearn", reason="the digits data set comes with scikit-learn (pip install 'tunedcl[dev]')")
+
+TINY = [
+    "name=tiny", "data.dataset=digits", "data.per_class=null", "model.width=0.25", "train.batch_size=64",
+    "train.epochs=3", "train.threads=1", "train.checkpoint_every_steps=3", "optim.warmup_epochs=0.5",
+    "eval.linear_probe=fast", "eval.probe_epochs=20", "eval.knn_k=20",
+]
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+
+
+def tunedcl(*args: str) -> list[str]:
+    return [sys.executable, "-m", "tunedcl", *args]
+
+
+def train_command(out: Path, *extra: str) -> list[str]:
+    return tunedcl("train", "--config", "quick", "--out", str(out), "--quiet", *TINY, *extra)
+
+
+def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    state = torch.load(run_dir / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
+    assert state["finished"]
+    return state["model"]
+
+
+def checkpoint_step(run_dir: Path) -> int:
+    path = run_dir / "checkpoints" / "last.pt"
+    if not path.is_file():
+        return -1
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)["step"]
+    except Exception:  # noqa: BLE001 - replaced while we read it: try again later
+        return -1
+
+
+def wait_for_step(process: subprocess.Popen, run_dir: Path, step: int, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while checkpoint_step(run_dir) < step:
+        assert process.poll() is None, f"the run ended before step {step}"
+        assert time.monotonic() < deadline, f"no checkpoint at step {step} after {timeout} s"
+        time.sleep(0.05)
+
+
+def epoch_losses(run_dir: Path) -> list[float]:
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [r["loss"] for r in records if "epoch" in r]
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("reference") / "run"
+    done = subprocess.run(train_command(out), env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def test_a_finished_run_directory_holds_everything(reference_run: Path) -> None:
+    for name in ("config.yaml", "metrics.jsonl", "checkpoints/last.pt", "results.json", "report.md",
+                 "loss_curve.png"):
+        assert (reference_run / name).is_file(), name
+    results = json.loads((reference_run / "results.json").read_text())
+    for key in ("linear_top1", "knn_top1", "train_seconds", "views_per_second", "peak_memory_bytes"):
+        assert key in results, key
+    # Digits are easy: even 3 tiny epochs give far better than the 10% of chance.
+    assert results["linear_top1"] > 50 and results["knn_top1"] > 50
+    epochs = [r for r in map(json.loads, (reference_run / "metrics.jsonl").read_text().splitlines()) if "epoch" in r]
+    assert [r["epoch"] for r in epochs] == [1, 2, 3]
+    assert all({"loss", "lr", "views_per_s", "seconds", "step"} <= set(r) for r in epochs)
+    assert "linear top-1" in (reference_run / "report.md").read_text()
+
+
+def test_sigkill_at_random_moments_then_resume_ends_with_identical_weights(
+    reference_run: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    rng = random.Random(0)
+    process = subprocess.Popen(train_command(out), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    for kill_after_step in (4, 31):  # mid-epoch 1 (23 steps per epoch), then mid-epoch 2 of the resumed run
+        wait_for_step(process, out, kill_after_step)
+        time.sleep(rng.uniform(0.0, 0.4))  # any moment: mid-step, mid-checkpoint write, ...
+        process.kill()
+        process.wait()
+        process = subprocess.Popen(tunedcl("train", "--out", str(out), "--resume", "--quiet"), env=ENV,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr.decode()
+    reference, resumed = final_weights(reference_run), final_weights(out)
+    for name, tensor in reference.items():
+        assert torch.equal(resumed[name], tensor), name
+    assert epoch_losses(out) == epoch_losses(reference_run)
+
+
+def test_ctrl_c_leaves_a_resumable_run(reference_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    process = subprocess.Popen(train_command(out), env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for_step(process, out, 5)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr.decode()
+    assert "resume with: tunedcl train --out" in stderr.decode()
+    done = subprocess.run(tunedcl("train", "--out", str(out), "--resume", "--quiet"), env=ENV,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    reference, resumed = final_weights(reference_run), final_weights(out)
+    assert all(torch.equal(resumed[k], v) for k, v in reference.items())
+
+
+def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    done = subprocess.run(train_command(out, "optim.lr=1e30", "optim.warmup_epochs=0",
+                                        "train.checkpoint_every_steps=1"),
+                          env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr
+    assert "at step" in done.stderr and "last good checkpoint" in done.stderr
+    state = torch.load(out / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
+    assert all(torch.isfinite(t).all() for t in state["model"].values() if t.is_floating_point())
+
+
+def test_cli_errors(tmp_path: Path, reference_run: Path) -> None:
+    done = subprocess.run(tunedcl("train", "--config", "quick", "--out", str(reference_run), "--quiet"),
+                          env=ENV, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "already holds files; pass --resume" in done.stderr
+    done = subprocess.run(tunedcl("train", "--out", str(tmp_path / "none"), "--resume"), env=ENV,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "holds no run" in done.stderr
+    done = subprocess.run(tunedcl("train", "--config", "quick", "--out", str(tmp_path / "x"), "loss.k3=1"),
+                          env=ENV, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "valid keys in loss" in done.stderr
+    assert not (tmp_path / "x").exists()  # nothing half-written
+
+
+def test_eval_command_re_evaluates_a_run(reference_run: Path, tmp_path: Path) -> None:
+    done = subprocess.run(tunedcl("eval", str(reference_run), "eval.knn_k=5"), env=ENV,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "kNN top-1" in done.stdout
+    done = subprocess.run(tunedcl("eval", str(reference_run), "loss.k1=3"), env=ENV,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "only takes eval.*" in done.stderr
+
+
+def test_ddp_two_processes_complete_resume_and_match_one_process(tmp_path: Path) -> None:
+    """Same global batch, no augmentation: the curves differ only through per-rank BatchNorm statistics
+    (each rank normalises its own half of the batch). Stated tolerance: 5% relative per epoch."""
+    common = ["data.augment=none", "train.epochs=2", "train.checkpoint_every_steps=5"]
+    single = tmp_path / "single"
+    done = subprocess.run(train_command(single, *common), env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    ddp = tmp_path / "ddp"
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                "-m", "tunedcl"]
+    process = subprocess.Popen(torchrun + train_command(ddp, *common)[3:], env=ENV, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, start_new_session=True)
+    wait_for_step(process, ddp, 10)
+    os.killpg(process.pid, signal.SIGKILL)  # the whole group: agent and both workers
+    process.wait()
+    done = subprocess.run(torchrun + ["train", "--out", str(ddp), "--resume", "--quiet"], env=ENV,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (ddp / "results.json").is_file()
+    one, two = epoch_losses(single), epoch_losses(ddp)
+    assert len(one) == len(two) == 2
+    for a, b in zip(one, two, strict=True):
+        assert abs(a - b) <= 0.05 * abs(a), (one, two)
