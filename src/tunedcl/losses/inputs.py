@@ -34,9 +34,10 @@ class Positives:
     ids: Tensor  # [N] int64 group id of each row
     group_mask: Tensor | None = None  # [G, G] bool over group ids, or None
 
-    def block(self, anchor_ids: Tensor, contrast_ids: Tensor) -> Tensor:
-        """Boolean ``[len(anchor_ids), len(contrast_ids)]`` relation (self pairs not removed)."""
-        same = anchor_ids[:, None] == contrast_ids[None, :]
+    def block(self, anchor_ids: Tensor, contrast_ids: Tensor, out: Tensor | None = None) -> Tensor:
+        """Boolean ``[len(anchor_ids), len(contrast_ids)]`` relation (self pairs not removed), written
+        into ``out`` when given (a reused buffer saves an allocation per chunk)."""
+        same = torch.eq(anchor_ids[:, None], contrast_ids[None, :], out=out)
         if self.group_mask is None:
             return same
         return same | self.group_mask[anchor_ids][:, contrast_ids]

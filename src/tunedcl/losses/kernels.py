@@ -14,7 +14,7 @@ NT-Xent  loss = (1/|P|) sum_p softplus(lse_N - L_p)
          dL_p = -sigmoid(lse_N - L_p) / |P|,   dL_n = w e^{L_n - lse_N},
          w    = (1/|P|) sum_p sigmoid(lse_N - L_p)
 
-The backward kernels overwrite ``chunk.logits`` with the gradient (no extra [m, n] buffer).
+The backward kernels write the gradient over the chunk's own storage (``Chunk.exp_minus``).
 """
 
 from __future__ import annotations
@@ -27,14 +27,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from tunedcl.losses.chunked import Chunk
-
-INF = float("inf")
-
-
-def _exp_rows_inplace(logits: Tensor, shift: Tensor) -> Tensor:
-    """``exp(logits - shift[:, None])`` in place; rows with a non-finite shift become 0."""
-    shift = torch.where(torch.isfinite(shift), shift, INF)
-    return logits.sub_(shift[:, None]).exp_()
 
 
 @dataclass(frozen=True)
@@ -69,7 +61,7 @@ class TCLKernel:
         if self.k1 > 0:
             a = self.pull_scale
             pair_grad -= a * torch.exp(pairs * -a + (math.log(self.k1) - pair_log_d))
-        grad = _exp_rows_inplace(chunk.logits, log_d - math.log(self.k2))
+        grad = chunk.exp_minus(log_d - math.log(self.k2))
         grad[rows, chunk.pairs.cols] = pair_grad
         return grad
 
@@ -86,7 +78,7 @@ class SupConInKernel:
         log_all, log_pos = stats[:, 0], stats[:, 1]
         rows, pairs = chunk.pairs.rows, chunk.pair_logits
         pair_grad = torch.exp(pairs - log_all[rows]) - torch.exp(pairs - log_pos[rows])
-        grad = _exp_rows_inplace(chunk.logits, log_all)
+        grad = chunk.exp_minus(log_all)
         grad[rows, chunk.pairs.cols] = pair_grad
         return grad
 
@@ -105,6 +97,6 @@ class NTXentKernel:
         log_neg, weight = stats[:, 0], stats[:, 1]
         rows = chunk.pairs.rows
         pair_grad = -torch.sigmoid(log_neg[rows] - chunk.pair_logits) / chunk.pairs.counts[rows]
-        grad = _exp_rows_inplace(chunk.logits, log_neg - weight.log())
+        grad = chunk.exp_minus(log_neg - weight.log())
         grad[rows, chunk.pairs.cols] = pair_grad
         return grad

@@ -64,15 +64,18 @@ def exclude_self_and_pair(
     anchor_ids: Tensor,
     contrast_ids: Tensor,
     self_index: Tensor,
+    mask_buffer: Tensor | None = None,
 ) -> Pairs:
     """Set each anchor's own column of ``logits`` to -inf (in place) and list its positive pairs.
 
     ``self_index[a]`` is anchor a's position in the contrast set, or -1 if it is not in it.
+    ``mask_buffer``: an optional reusable bool buffer of at least ``logits``' shape.
     """
     local = torch.arange(logits.shape[0], device=logits.device)
     in_contrast = self_index >= 0
     self_rows, self_cols = local[in_contrast], self_index[in_contrast]
     logits[self_rows, self_cols] = MINUS_INF
-    pos = positives.block(anchor_ids, contrast_ids)
+    out = None if mask_buffer is None else mask_buffer[: logits.shape[0]]
+    pos = positives.block(anchor_ids, contrast_ids, out=out)
     pos[self_rows, self_cols] = False
     return find_pairs(pos, logits.dtype)
