@@ -32,13 +32,21 @@ from tunedcl.train.runtime import setup
 def model_only_rate(config, runtime, steps: int) -> float:
     dataset = load_training_data(config)
     memory_format = torch.channels_last if config.train.channels_last else torch.contiguous_format
-    model = build_model(config, dataset.in_channels, dataset.num_classes).to(runtime.device, memory_format=memory_format)
+    model = build_model(config, dataset.in_channels, dataset.num_classes).to(
+        runtime.device, memory_format=memory_format
+    )
     loss_fn = build_loss(config, gather_distributed=False)
     optimizer = build_optimizer(config, model)
     batch = config.train.batch_size
     generator = torch.Generator().manual_seed(0)
-    views = make_views(dataset.train.images[:batch], config.data.n_views, config.data.augment, dataset.mean,
-                       dataset.std, generator=generator).to(runtime.device)
+    views = make_views(
+        dataset.train.images[:batch],
+        config.data.n_views,
+        config.data.augment,
+        dataset.mean,
+        dataset.std,
+        generator=generator,
+    ).to(runtime.device)
     labels = dataset.train.labels[:batch].to(runtime.device)
     model.train()
 
@@ -76,10 +84,12 @@ def main() -> None:
     config = load_config(args.config, args.overrides)
     runtime = setup(config.train)
     precision = "bf16 autocast" if runtime.autocast_dtype else "fp32"
-    print(f"# train_speed: {config.name}, {config.model.encoder}, {config.data.dataset}, batch "
-          f"{config.train.batch_size} x {config.data.n_views} views, augment {config.data.augment}, {precision}, "
-          f"channels_last={config.train.channels_last}, {args.threads} threads, torch {torch.__version__}, "
-          f"{platform.machine()}\n")
+    print(
+        f"# train_speed: {config.name}, {config.model.encoder}, {config.data.dataset}, batch "
+        f"{config.train.batch_size} x {config.data.n_views} views, augment {config.data.augment}, {precision}, "
+        f"channels_last={config.train.channels_last}, {args.threads} threads, torch {torch.__version__}, "
+        f"{platform.machine()}\n"
+    )
     model = model_only_rate(config, runtime, args.steps)
     pipeline = pipeline_rate(config, runtime, args.steps)
     print("| measure | views/s |\n|---|---:|")

@@ -75,6 +75,8 @@ def _check_ddp_training_with_queue(rank: int) -> None:
         torch.testing.assert_close(got, expected, rtol=0, atol=1e-6, msg=f"{name} on rank {rank}")
     torch.testing.assert_close(queue.features, reference_queue.features, rtol=0, atol=1e-6)
     assert torch.equal(queue.ids, reference_queue.ids)
+    del ddp  # release DDP's reducer (and its communication hooks) while both ranks are still here
+    dist.barrier()
 
 
 def _check_unequal_sizes_fail_clearly(rank: int) -> None:
@@ -85,6 +87,9 @@ def _check_unequal_sizes_fail_clearly(rank: int) -> None:
 
 
 def _worker(rank: int, init_file: str, errors: str) -> None:
+    import faulthandler
+
+    faulthandler.enable()  # a native crash in a worker prints its Python stack
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
     torch.set_num_threads(1)
     try:
@@ -92,6 +97,7 @@ def _worker(rank: int, init_file: str, errors: str) -> None:
         _check_loss_and_gradients(rank)
         _check_ddp_training_with_queue(rank)
         _check_unequal_sizes_fail_clearly(rank)
+        dist.barrier()  # both ranks done before either tears the gloo context down
     except BaseException:
         with open(os.path.join(errors, f"rank{rank}.txt"), "w") as handle:
             handle.write(traceback.format_exc())

@@ -117,3 +117,34 @@ def test_similarity_dtype_accepts_names() -> None:
 def test_gather_distributed_without_process_group_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match=r"gather_distributed=True needs torch.distributed to be initialised"):
         TCLLoss(gather_distributed=True)(torch.randn(4, 2, 3))
+
+
+AT_TAU_001 = {
+    "tcl": lambda f, lab, **kw: tcl_loss(f, lab, temperature=0.01, k1=5000.0, k2=2.0, **kw),
+    "tcl-tempered": lambda f, lab, **kw: tcl_loss(f, lab, temperature=0.01, k1=1e-30, k1_uses_temperature=True, **kw),
+    "supcon-out": lambda f, lab, **kw: supcon_loss(f, lab, temperature=0.01, **kw),
+    "supcon-in": lambda f, lab, **kw: supcon_loss(f, lab, temperature=0.01, variant="in", **kw),
+    "ntxent": lambda f, lab, **kw: ntxent_loss(f, lab, temperature=0.01, **kw),
+}
+
+
+@pytest.mark.parametrize("name", sorted(AT_TAU_001))
+def test_a_dominant_positive_does_not_push_the_negatives_into_underflow(name: str) -> None:
+    """tau = 0.01, one positive at s = 1 (logit 100) and everything else at s = -0.2 (logit -20): a row
+    shift taken over the positives too would underflow every negative term (found in review)."""
+    sims = [1.0, -0.2] + [-0.2] * 100
+    rows = torch.zeros(len(sims) + 1, 2)  # fp32: exp(-120) underflows there (not in fp64)
+    rows[0, 0] = 1.0
+    for j, s in enumerate(sims, start=1):
+        rows[j] = torch.tensor([s, (1 - s * s) ** 0.5])
+    labels = torch.tensor([0, 0, 0] + list(range(1, 101)))
+    results = []
+    for chunk_size in (0, None):
+        leaf = rows.clone().requires_grad_(True)
+        values = AT_TAU_001[name](leaf, labels, chunk_size=chunk_size, reduction="none", normalize=False)
+        values[0].backward()
+        results.append((values.detach(), leaf.grad))
+    (dense, dense_grad), (chunked, chunked_grad) = results
+    assert torch.isfinite(chunked).all() and torch.isfinite(chunked_grad).all()
+    torch.testing.assert_close(chunked, dense, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(chunked_grad, dense_grad, rtol=1e-4, atol=1e-5)

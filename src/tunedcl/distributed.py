@@ -71,7 +71,7 @@ class _GatherWithGrad(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
-        grad = grad.contiguous()
+        grad = grad.contiguous().clone()  # never reduce in place into autograd's own buffer
         dist.all_reduce(grad, op=dist.ReduceOp.SUM)
         start = rank() * ctx.rows
         return grad[start : start + ctx.rows]

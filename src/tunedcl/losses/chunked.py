@@ -24,6 +24,7 @@ from typing import Protocol
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from tunedcl.losses.inputs import Positives
 from tunedcl.losses.pairs import Pairs, exclude_self_and_pair
@@ -48,15 +49,17 @@ class Chunk:
     def row_logsumexp(self, exclude_positives: bool) -> Tensor:
         """Row logsumexp of the logits over all columns, or over the non-positive ones (-inf if none).
 
-        Leaves ``exp(L - top)`` in ``scratch`` (with positive columns zeroed if excluded): the backward
-        can reuse it. Forward kernels call it exactly once.
+        Leaves ``exp(L - top)`` in ``scratch`` (0 in excluded positive columns): the backward reuses it.
+        With ``exclude_positives`` the positive columns of ``logits`` are set to -inf first (their values
+        live on in ``pair_logits``), so that the shift ``top`` is the largest *remaining* logit: a
+        dominant positive must not push every other term into underflow. Forward kernels call it once.
         """
+        if exclude_positives:
+            self.logits[self.pairs.rows, self.pairs.cols] = float("-inf")
         top = self.logits.amax(dim=1)
         top = torch.where(torch.isfinite(top), top, 0.0)
         self.top = top
         shifted = torch.sub(self.logits, top[:, None], out=self.scratch).exp_()
-        if exclude_positives:
-            shifted[self.pairs.rows, self.pairs.cols] = 0.0
         return shifted.sum(dim=1).log() + top
 
     def exp_minus(self, shift: Tensor) -> Tensor:
@@ -161,6 +164,7 @@ class _ChunkedLoss(torch.autograd.Function):
         return torch.cat(losses), has_pos_all
 
     @staticmethod
+    @once_differentiable  # the backward is hand-written: no double backward through it
     def backward(ctx, grad_losses: Tensor, _unused: Tensor | None):  # type: ignore[override]
         anchors, contrast, anchor_ids, contrast_ids, self_index = ctx.saved_tensors
         plan: ChunkPlan = ctx.plan

@@ -46,12 +46,13 @@ def build_loss(config: Config, gather_distributed: bool) -> nn.Module | None:
     return None
 
 
-def _parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """No weight decay on biases and normalisation parameters (1-d tensors), as is standard."""
+def _parameter_groups(model: nn.Module, weight_decay: float, decay_bias_and_norm: bool) -> list[dict]:
+    """Weight decay on every parameter (the paper's recipe), or not on biases and normalisation
+    parameters (1-d tensors) when ``decay_bias_and_norm`` is False."""
     decay, no_decay = [], []
     for parameter in model.parameters():
         if parameter.requires_grad:
-            (no_decay if parameter.ndim <= 1 else decay).append(parameter)
+            (no_decay if parameter.ndim <= 1 and not decay_bias_and_norm else decay).append(parameter)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
@@ -62,7 +63,7 @@ def peak_lr(config: Config) -> float:
 
 def build_optimizer(config: Config, model: nn.Module) -> torch.optim.Optimizer:
     optim = config.optim
-    groups = _parameter_groups(model, optim.weight_decay)
+    groups = _parameter_groups(model, optim.weight_decay, optim.decay_bias_and_norm)
     lr = peak_lr(config)
     if optim.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=optim.momentum, nesterov=optim.nesterov)

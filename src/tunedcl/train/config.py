@@ -80,6 +80,7 @@ class OptimConfig:
     momentum: float = _opt(0.9, "SGD momentum", check=lambda v: 0 <= v < 1)
     nesterov: bool = _opt(False, "SGD Nesterov momentum")
     weight_decay: float = _opt(1e-4, "weight decay", check=_non_negative)
+    decay_bias_and_norm: bool = _opt(True, "weight decay on biases and norm parameters too (the paper's recipe)")
     betas: tuple[float, float] = _opt((0.9, 0.999), "AdamW betas")
     warmup_epochs: float = _opt(0.0, "linear warm-up from 0 to lr over this many epochs", check=_non_negative)
     min_lr_ratio: float = _opt(1e-3, "cosine decay ends at lr * min_lr_ratio", check=lambda v: 0 <= v <= 1)
@@ -191,7 +192,11 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     raise ConfigError(f"{key}: unsupported field type {tp!r}")
 
 
-def _set(config: Config, key: str, value: Any) -> None:
+def _set(config: Config, key: str, value: Any, raw: str | None = None) -> None:
+    """Set one field. ``raw`` is the override's text: string fields take it as typed when YAML read it
+    as something else (``name=1.0``, ``data.root=no``)."""
+    if raw is not None and value is not None and not isinstance(value, str):
+        value = _raw_if_string_field(config, key, value, raw)
     if key == "name":
         config.name = _coerce("name", value, str)
         return
@@ -215,6 +220,19 @@ def _set(config: Config, key: str, value: Any) -> None:
     if check is not None and coerced is not None and not check(coerced):
         raise ConfigError(f"{key}={coerced!r} is not allowed: {spec.metadata['help']}")
     setattr(section, field_name, coerced)
+
+
+def _raw_if_string_field(config: Config, key: str, value: Any, raw: str) -> Any:
+    section_name, _, field_name = key.partition(".")
+    if key == "name":
+        return raw.strip()
+    section = getattr(config, section_name, None)
+    if section is None or not dataclasses.is_dataclass(section):
+        return value
+    tp = typing.get_type_hints(type(section)).get(field_name)
+    if tp is str or (typing.get_origin(tp) in (typing.Union, types.UnionType) and str in typing.get_args(tp)):
+        return raw.strip()
+    return value
 
 
 def _flatten(data: dict[str, Any], where: str) -> dict[str, Any]:
@@ -261,15 +279,17 @@ def resolve_config_path(name_or_path: str) -> Path:
     raise ConfigError(f"unknown config {name_or_path!r}: not a file, and not a preset ({', '.join(list_presets())})")
 
 
-def parse_override(text: str) -> tuple[str, Any]:
-    """``section.key=value`` with the value read as YAML (``1e-3``, ``true``, ``null``, ``[0.9, 0.99]``)."""
+def parse_override(text: str) -> tuple[str, Any, str]:
+    """``section.key=value`` -> (key, value read as YAML: ``1e-3``, ``true``, ``null``, ``[0.9, 0.99]``,
+    ``"quoted text"``; the raw text)."""
     key, sep, raw = text.partition("=")
     if not sep or not key:
         raise ConfigError(f"override {text!r} must look like section.key=value (e.g. loss.k1=1000)")
-    value = _yaml().safe_load(raw) if raw.strip() else ""
-    if isinstance(value, str) and raw.strip() not in ("", value):
-        value = raw.strip()  # keep strings exactly as typed
-    return key.strip(), value
+    try:
+        value = _yaml().safe_load(raw) if raw.strip() else ""
+    except Exception:  # noqa: BLE001 - not YAML: take the text as it is
+        value = raw.strip()
+    return key.strip(), value, raw
 
 
 def load_config(name_or_path: str = "default", overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -282,7 +302,8 @@ def load_config(name_or_path: str = "default", overrides: list[str] | tuple[str,
     for key, value in _flatten(data, str(path)).items():
         _set(config, key, value)
     for text in overrides:
-        _set(config, *parse_override(text))
+        key, value, raw = parse_override(text)
+        _set(config, key, value, raw)
     check_combination(config)
     return config
 

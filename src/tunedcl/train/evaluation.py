@@ -83,18 +83,6 @@ def evaluate(model: nn.Module, dataset: Any, config: Config, runtime: Runtime) -
         results["ce_top1"] = _classifier_accuracy(model, dataset, config, runtime)
         results["linear_top1"] = results["ce_top1"]
         results["linear_probe"] = "the cross-entropy classifier itself"
-    if mode in ("fast", "both"):
-        probe = fit_linear_probe(
-            train,
-            dataset.train.labels,
-            test,
-            dataset.test.labels,
-            epochs=config.eval.probe_epochs,
-            seed=config.train.seed,
-        )
-        results.update(fast_linear_top1=probe.top1, fast_linear_top5=probe.top5, fast_linear_seconds=probe.seconds)
-        results.setdefault("linear_top1", probe.top1)
-        results.setdefault("linear_probe", "fast (cached features)")
     if mode in ("paper", "both"):
         probe = paper_linear_probe(
             encoder_of(model),
@@ -113,6 +101,18 @@ def evaluate(model: nn.Module, dataset: Any, config: Config, runtime: Runtime) -
         results.update(paper_linear_top1=probe.top1, paper_linear_top5=probe.top5, paper_linear_seconds=probe.seconds)
         results.setdefault("linear_top1", probe.top1)
         results.setdefault("linear_probe", f"paper protocol ({config.eval.paper_probe_epochs} epochs)")
+    if mode in ("fast", "both"):
+        probe = fit_linear_probe(
+            train,
+            dataset.train.labels,
+            test,
+            dataset.test.labels,
+            epochs=config.eval.probe_epochs,
+            seed=config.train.seed,
+        )
+        results.update(fast_linear_top1=probe.top1, fast_linear_top5=probe.top5, fast_linear_seconds=probe.seconds)
+        results.setdefault("linear_top1", probe.top1)
+        results.setdefault("linear_probe", "fast (cached features)")
     if "linear_top1" not in results:
         results["linear_top1"] = None
         results["linear_probe"] = "none"

@@ -115,6 +115,29 @@ def _tensorboard(run_dir: Path) -> Any:
     return SummaryWriter(str(run_dir / "tensorboard"))
 
 
+def _interrupted(step: int, run_dir: Path) -> Interrupted:
+    return Interrupted(f"interrupted at step {step}; checkpoint written to {run_dir / rundir.CHECKPOINT}")
+
+
+def _per_rank(value: Any, runtime: Runtime) -> list[Any]:
+    """``value`` of every rank, in rank order (only rank 0 needs the list)."""
+    if not runtime.distributed:
+        return [value]
+    values: list[Any] = [None] * runtime.world_size
+    dist.all_gather_object(values, value)
+    return values
+
+
+def _mean_over_ranks(value: float, runtime: Runtime) -> float:
+    total = torch.tensor([value], dtype=torch.float64, device=_collective_device(runtime))
+    dist.all_reduce(total)
+    return float(total) / runtime.world_size
+
+
+def _collective_device(runtime: Runtime) -> torch.device:
+    return runtime.device if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
 def _all_generator_states(generator: torch.Generator, runtime: Runtime) -> list[torch.Tensor]:
     state = generator.get_state()
     if not runtime.distributed:
@@ -127,7 +150,7 @@ def _all_generator_states(generator: torch.Generator, runtime: Runtime) -> list[
 def _any_rank(flag: bool, runtime: Runtime) -> bool:
     if not runtime.distributed:
         return flag
-    value = torch.tensor([1.0 if flag else 0.0], device=runtime.device if dist.get_backend() == "nccl" else "cpu")
+    value = torch.tensor([1.0 if flag else 0.0], device=_collective_device(runtime))
     dist.all_reduce(value)
     return bool(value.item() > 0)
 
@@ -175,22 +198,31 @@ def train(
     step, epoch_sums = 0, {"loss": 0.0, "steps": 0, "seconds": 0.0}
     metrics = rundir.MetricsLog(run_dir)
     if resume:
-        state = rundir.load_checkpoint(run_dir, map_location=device)
+        # On the CPU: RNG states must stay CPU ByteTensors; load_state_dict moves the rest.
+        state = rundir.load_checkpoint(run_dir, map_location="cpu")
         if state is not None:
+            if len(state["generators"]) != runtime.world_size:
+                raise ConfigError(
+                    f"the checkpoint in {run_dir} was written by {len(state['generators'])} process(es); "
+                    f"resume it with the same number (got {runtime.world_size})"
+                )
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
-            if loss_fn is not None and state.get("loss") is not None:
-                loss_fn.load_state_dict(state["loss"])
+            loss_states = state.get("loss_states") or [None]
+            if loss_fn is not None and loss_states[runtime.rank] is not None:
+                loss_fn.load_state_dict(loss_states[runtime.rank])
             generator.set_state(state["generators"][runtime.rank])
             torch.set_rng_state(state["torch_rng"])
             step, epoch_sums = state["step"], state["epoch_sums"]
             if runtime.is_main:
-                metrics.truncate_after(step)
                 progress.line(f"resumed from step {step} (epoch {step // steps_per_epoch + 1})")
+        if runtime.is_main:
+            metrics.truncate_after(step)  # drop records of work lost since the checkpoint
 
     def checkpoint(finished: bool = False) -> None:
         states = _all_generator_states(generator, runtime)
+        loss_states = _per_rank(loss_fn.state_dict() if loss_fn is not None else None, runtime)
         if not runtime.is_main:
             return
         rundir.save_checkpoint(
@@ -199,7 +231,7 @@ def train(
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
-                "loss": loss_fn.state_dict() if loss_fn is not None else None,
+                "loss_states": loss_states,  # per rank: memory queues differ without gathering
                 "generators": states,
                 "torch_rng": torch.get_rng_state(),
                 "step": step,
@@ -242,15 +274,14 @@ def train(
                         loss = F.cross_entropy(wrapped(flat).float(), labels)
                     else:
                         projections = wrapped(views).projections.float()
-                        if not bool(torch.isfinite(projections).all()):
+                        # Every rank must stop together, or the others would wait in a collective forever.
+                        if _any_rank(not bool(torch.isfinite(projections).all()), runtime):
                             raise _non_finite("the embeddings", step, epoch, run_dir)
                         loss = loss_fn(projections, labels if supervised else None)
                 value = float(loss.detach())
-                if loss_fn is None and runtime.distributed:  # CE is local: report the global mean
-                    total = loss.detach().clone()
-                    dist.all_reduce(total)
-                    value = float(total) / runtime.world_size
-                if value != value or value in (float("inf"), float("-inf")):
+                if runtime.distributed and not (loss_fn is not None and loss_fn.gather_distributed):
+                    value = _mean_over_ranks(value, runtime)  # a local loss: report the global mean
+                if _any_rank(value != value or value in (float("inf"), float("-inf")), runtime):
                     raise _non_finite(f"the loss ({value})", step, epoch, run_dir)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -271,17 +302,14 @@ def train(
                     epoch_sums["loss"] / epoch_sums["steps"],
                     views_per_step / max(seconds, 1e-9),
                 )
-                end_of_epoch = index + 1 == steps_per_epoch or step >= total_steps
-                every = config.train.checkpoint_every_steps
+                if index + 1 == steps_per_epoch or step >= total_steps:
+                    break  # the epoch's record and checkpoint come first; a stop request after them
                 if _any_rank(stop.requested, runtime):
                     checkpoint()
-                    raise Interrupted(
-                        f"interrupted at step {step}; checkpoint written to {run_dir / rundir.CHECKPOINT}"
-                    )
-                if every and step % every == 0 and not end_of_epoch:
+                    raise _interrupted(step, run_dir)
+                every = config.train.checkpoint_every_steps
+                if every and step % every == 0:
                     checkpoint()
-                if end_of_epoch:
-                    break
             record = {
                 "epoch": epoch + 1,
                 "step": step,
@@ -306,6 +334,8 @@ def train(
                     + "".join(f"  {k} {v:.2f}" for k, v in record.items() if k.startswith("knn"))
                 )
             checkpoint(finished=step >= total_steps)
+            if step < total_steps and _any_rank(stop.requested, runtime):
+                raise _interrupted(step, run_dir)
     return TrainOutcome(
         model=model,
         dataset=dataset,

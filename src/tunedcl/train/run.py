@@ -82,6 +82,12 @@ def run_training(
     if config.eval.every_epochs:
         on_epoch_end = _periodic_knn(config, runtime)
     outcome = train(config, run_dir, runtime, resume=resume, progress=progress, on_epoch_end=on_epoch_end)
+    if runtime.distributed:
+        # Rank 0 evaluates alone; the others leave now instead of waiting in a collective that could
+        # time out during a long evaluation.
+        dist.destroy_process_group()
+        if not runtime.is_main:
+            return None
     results = None
     if runtime.is_main:
         from tunedcl.train.evaluation import evaluate
@@ -116,8 +122,6 @@ def run_training(
 
         report = write_run_report(run_dir)
         progress.line("\n" + summary_table(results) + f"\n\nreport: {report}")
-    if runtime.distributed:
-        dist.barrier()
     return results
 
 
@@ -158,13 +162,13 @@ def evaluate_run(run_dir: Path, overrides: list[str] | tuple[str, ...] = ()) -> 
         raise ConfigError(f"{run_dir} holds no run (no config.yaml)")
     config = config_from_dict(yaml.safe_load(config_path.read_text()))
     for text in overrides:
-        key, value = parse_override(text)
+        key, value, raw = parse_override(text)
         if not key.startswith(("eval.", "train.device", "train.threads", "train.precision")):
             raise ConfigError(
                 f"tunedcl eval only takes eval.*, train.device, train.threads and "
                 f"train.precision overrides; got {key!r}"
             )
-        _set(config, key, value)
+        _set(config, key, value, raw)
     state = rundir.load_checkpoint(run_dir)
     if state is None:
         raise ConfigError(f"{run_dir} has no checkpoint ({rundir.CHECKPOINT})")
