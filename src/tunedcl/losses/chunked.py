@@ -27,7 +27,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from tunedcl.losses.inputs import Positives
-from tunedcl.losses.pairs import Pairs, exclude_self_and_pair
+from tunedcl.losses.pairs import GroupIndex, Pairs, exclude_self_and_pair
 
 
 @dataclass
@@ -107,16 +107,20 @@ class _Buffers:
 
     logits: Tensor  # [chunk, n]
     scratch: Tensor  # [M, n] when the forward's exponentials are kept for the backward, else [chunk, n]
-    mask: Tensor  # [chunk, n] bool
+    mask: Tensor | None  # [chunk, n] bool (explicit masks only)
+    groups: GroupIndex | None  # label positives: pairs without a mask
 
     @staticmethod
-    def allocate(anchors: Tensor, n: int, plan: ChunkPlan) -> _Buffers:
+    def allocate(anchors: Tensor, contrast_ids: Tensor, positives: Positives, plan: ChunkPlan) -> _Buffers:
+        n = contrast_ids.shape[0]
         rows = min(plan.chunk_size, anchors.shape[0])
         kept = anchors.shape[0] if plan.save_logits else rows
+        by_label = positives.group_mask is None
         return _Buffers(
             logits=anchors.new_empty(rows, n),
             scratch=anchors.new_empty(kept, n),
-            mask=torch.empty(rows, n, dtype=torch.bool, device=anchors.device),
+            mask=None if by_label else torch.empty(rows, n, dtype=torch.bool, device=anchors.device),
+            groups=GroupIndex.build(contrast_ids) if by_label else None,
         )
 
     def scratch_for(self, start: int, stop: int, plan: ChunkPlan) -> Tensor:
@@ -131,7 +135,8 @@ def _chunk(
     stop = min(start + plan.chunk_size, scaled.shape[0])
     logits = _product(scaled[start:stop], contrast.T, plan, out=buffers.logits[: stop - start])
     pairs = exclude_self_and_pair(
-        logits, positives, anchor_ids[start:stop], contrast_ids, self_index[start:stop], buffers.mask
+        logits, positives, anchor_ids[start:stop], contrast_ids, self_index[start:stop], buffers.mask,
+        buffers.groups,
     )
     return Chunk(logits=logits, pairs=pairs, pair_logits=logits[pairs.rows, pairs.cols],
                  scratch=buffers.scratch_for(start, stop, plan))
@@ -146,7 +151,7 @@ class _ChunkedLoss(torch.autograd.Function):
     ) -> tuple[Tensor, Tensor]:
         scaled = anchors * (1.0 / temperature)
         ids = (anchor_ids, contrast_ids, self_index)
-        buffers = _Buffers.allocate(anchors, contrast.shape[0], plan)
+        buffers = _Buffers.allocate(anchors, contrast_ids, positives, plan)
         losses, has_pos, stats, kept = [], [], [], []
         for start in range(0, anchors.shape[0], plan.chunk_size):
             chunk = _chunk(scaled, contrast, ids, positives, start, plan, buffers)
