@@ -21,7 +21,7 @@ pytest.importorskip("sklearn", reason="the digits data set comes with scikit-lea
 TINY = [
     "name=tiny", "data.dataset=digits", "data.per_class=null", "model.width=0.25", "train.batch_size=64",
     "train.epochs=3", "train.threads=1", "train.checkpoint_every_steps=3", "optim.warmup_epochs=0.5",
-    "eval.linear_probe=fast", "eval.probe_epochs=20", "eval.knn_k=20",
+    "eval.linear_probe=fast", "eval.probe_epochs=20", "eval.knn_k=20", "eval.every_epochs=2",
 ]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 
@@ -83,6 +83,7 @@ def test_a_finished_run_directory_holds_everything(reference_run: Path) -> None:
     epochs = [r for r in map(json.loads, (reference_run / "metrics.jsonl").read_text().splitlines()) if "epoch" in r]
     assert [r["epoch"] for r in epochs] == [1, 2, 3]
     assert all({"loss", "lr", "views_per_s", "seconds", "step"} <= set(r) for r in epochs)
+    assert "knn_top1" in epochs[1] and "knn_top1" not in epochs[0]  # eval.every_epochs=2
     assert "linear top-1" in (reference_run / "report.md").read_text()
 
 
@@ -147,10 +148,15 @@ def test_cli_errors(tmp_path: Path, reference_run: Path) -> None:
 
 
 def test_eval_command_re_evaluates_a_run(reference_run: Path, tmp_path: Path) -> None:
-    done = subprocess.run(tunedcl("eval", str(reference_run), "eval.knn_k=5"), env=ENV,
-                          capture_output=True, text=True, timeout=300)
+    copy = tmp_path / "copy"
+    subprocess.run(["cp", "-r", str(reference_run), str(copy)], check=True)
+    done = subprocess.run(tunedcl("eval", str(copy), "eval.knn_k=5", "eval.linear_probe=both",
+                                  "eval.paper_probe_epochs=1"), env=ENV, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "kNN top-1" in done.stdout
+    results = json.loads((copy / "results.json").read_text())
+    assert results["linear_top1"] == results["paper_linear_top1"] > 20  # 1 epoch; chance is 10
+    assert "fast_linear_top1" in results
     done = subprocess.run(tunedcl("eval", str(reference_run), "loss.k1=3"), env=ENV,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "only takes eval.*" in done.stderr

@@ -31,17 +31,17 @@ def features_of(model: nn.Module, dataset: Any, config: Config, runtime: Runtime
     return train, test
 
 
-def knn_only(model: nn.Module, dataset: Any, config: Config, runtime: Runtime) -> dict[str, float]:
-    train, test = features_of(model, dataset, config, runtime)
+def _knn(train: torch.Tensor, test: torch.Tensor, dataset: Any, config: Config) -> dict[str, float]:
+    labels = (dataset.train.labels, dataset.test.labels)
     result = knn_classify(
-        train,
-        dataset.train.labels,
-        test,
-        dataset.test.labels,
-        k=config.eval.knn_k,
-        temperature=config.eval.knn_temperature,
+        train, labels[0], test, labels[1], k=config.eval.knn_k, temperature=config.eval.knn_temperature
     )
-    return {"knn_top1": result.top1}
+    return {"knn_top1": result.top1, "knn_top5": result.top5}
+
+
+def knn_only(model: nn.Module, dataset: Any, config: Config, runtime: Runtime) -> dict[str, float]:
+    """kNN top-1 alone (the periodic evaluation during training)."""
+    return {"knn_top1": _knn(*features_of(model, dataset, config, runtime), dataset, config)["knn_top1"]}
 
 
 @torch.inference_mode()
@@ -69,15 +69,7 @@ def evaluate(model: nn.Module, dataset: Any, config: Config, runtime: Runtime) -
     tic = time.perf_counter()
     train, test = features_of(model, dataset, config, runtime)
     results["feature_seconds"] = time.perf_counter() - tic
-    knn = knn_classify(
-        train,
-        dataset.train.labels,
-        test,
-        dataset.test.labels,
-        k=config.eval.knn_k,
-        temperature=config.eval.knn_temperature,
-    )
-    results.update(knn_top1=knn.top1, knn_top5=knn.top5)
+    results.update(_knn(train, test, dataset, config))
     mode = config.eval.linear_probe
     if config.loss.method == "ce":
         results["ce_top1"] = _classifier_accuracy(model, dataset, config, runtime)

@@ -138,15 +138,6 @@ def _collective_device(runtime: Runtime) -> torch.device:
     return runtime.device if dist.get_backend() == "nccl" else torch.device("cpu")
 
 
-def _all_generator_states(generator: torch.Generator, runtime: Runtime) -> list[torch.Tensor]:
-    state = generator.get_state()
-    if not runtime.distributed:
-        return [state]
-    states: list[Any] = [None] * runtime.world_size
-    dist.all_gather_object(states, state)
-    return states
-
-
 def _any_rank(flag: bool, runtime: Runtime) -> bool:
     if not runtime.distributed:
         return flag
@@ -221,7 +212,7 @@ def train(
             metrics.truncate_after(step)  # drop records of work lost since the checkpoint
 
     def checkpoint(finished: bool = False) -> None:
-        states = _all_generator_states(generator, runtime)
+        states = _per_rank(generator.get_state(), runtime)
         loss_states = _per_rank(loss_fn.state_dict() if loss_fn is not None else None, runtime)
         if not runtime.is_main:
             return
