@@ -1,7 +1,5 @@
 """``python -m tunedcl`` is the ``tunedcl`` command."""
 
-import sys
+from tunedcl.cli import run_and_exit
 
-from tunedcl.cli import main
-
-sys.exit(main())
+run_and_exit()

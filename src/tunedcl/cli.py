@@ -105,5 +105,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def run_and_exit(argv: Sequence[str] | None = None) -> None:
+    """``sys.exit(main())``, except after a distributed run: then the process leaves without the
+    interpreter's teardown, where torch 2.13's gloo threads can abort a run that has already finished
+    (its process group is destroyed by then and every file is written)."""
+    import os
+
+    code = main(argv)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run_and_exit()
