@@ -1,0 +1,21 @@
+"""Analysis: TCL's gradient response (c_p, c_n and their magnitudes, denominator shares) and embedding
+geometry (alignment, uniformity, tolerance)."""
+
+from tunedcl.analysis.geometry import alignment, geometry, tolerance, uniformity
+from tunedcl.analysis.gradients import (
+    Coefficients,
+    denominator_shares,
+    gradient_coefficients,
+    mean_gradient_magnitudes,
+)
+
+__all__ = [
+    "Coefficients",
+    "alignment",
+    "denominator_shares",
+    "geometry",
+    "gradient_coefficients",
+    "mean_gradient_magnitudes",
+    "tolerance",
+    "uniformity",
+]
