@@ -9,6 +9,8 @@ All on L2-normalised embeddings; pairs are all ordered pairs of distinct rows.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -39,7 +41,7 @@ def uniformity(features: Tensor, labels: Tensor | None = None, t: float = 2.0) -
     labels = torch.zeros(features.shape[0], dtype=torch.long) if labels is None else labels
     z, distinct, _ = _pairs(features, labels)
     squared = _squared_distances(z)[distinct]
-    return float(torch.logsumexp(-t * squared, dim=0) - torch.log(torch.tensor(float(squared.numel()))))
+    return float(torch.logsumexp(-t * squared, dim=0)) - math.log(squared.numel())
 
 
 def tolerance(features: Tensor, labels: Tensor) -> float:
