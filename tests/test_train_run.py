@@ -185,3 +185,33 @@ def test_ddp_two_processes_complete_resume_and_match_one_process(tmp_path: Path)
     assert len(one) == len(two) == 2
     for a, b in zip(one, two, strict=True):
         assert abs(a - b) <= 0.05 * abs(a), (one, two)
+
+
+def test_sweep_runs_the_grid_skips_finished_runs_and_reports(tmp_path: Path) -> None:
+    out = tmp_path / "sweep"
+    base = [o for o in TINY if not o.startswith(("train.epochs", "name", "eval.every_epochs"))]
+    command = tunedcl("sweep", "--config", "quick", "--grid", "loss.k1=0,50", "--seeds", "2", "--out", str(out),
+                      *base, "train.epochs=1", "eval.linear_probe=none")
+    done = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["loss.k1=0", "loss.k1=50"]
+    assert all((out / point / f"seed{s}" / "results.json").is_file() for point in ("loss.k1=0", "loss.k1=50")
+               for s in (0, 1))
+    summary = json.loads((out / "summary.json").read_text())
+    assert [(r["point"], r["seeds"]) for r in summary["rows"]] == [("loss.k1=0", 2), ("loss.k1=50", 2)]
+    assert all(r["knn_top1_mean"] > 30 and r["knn_top1_std"] >= 0 for r in summary["rows"])
+    import yaml
+
+    for s in (0, 1):
+        assert yaml.safe_load((out / "loss.k1=0" / f"seed{s}" / "config.yaml").read_text())["train"]["seed"] == s
+    # Started again: nothing is rerun (it finishes in seconds and prints no 'running').
+    again = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "sweep: running" not in again.stdout
+    (out / "summary.md").unlink()
+    report = subprocess.run(tunedcl("report", str(out), str(out / "loss.k1=0" / "seed0")), env=ENV,
+                            capture_output=True, text=True, timeout=120)
+    assert report.returncode == 0, report.stderr
+    assert (out / "summary.md").is_file() and "± " in (out / "summary.md").read_text()
+    bad = subprocess.run(tunedcl("sweep", "--config", "quick", "--grid", "loss.k9=1", "--seeds", "1", "--out",
+                                 str(tmp_path / "bad")), env=ENV, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "valid keys in loss" in bad.stderr and not (tmp_path / "bad").exists()

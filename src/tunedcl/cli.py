@@ -41,6 +41,21 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run_dir", type=Path)
     evaluate.add_argument("overrides", nargs="*", metavar="eval.key=value")
 
+    sweep = commands.add_parser(
+        "sweep",
+        help="a grid of runs over seeds (restartable) and one mean ± std table",
+        description="Run every combination of the --grid values for each of --seeds seeds under --out; "
+        "finished runs are skipped when started again. Writes OUT/summary.md and OUT/summary.json.",
+    )
+    sweep.add_argument("--config", default="default", help="base preset or YAML file (default: default)")
+    sweep.add_argument("--grid", nargs="+", default=[], metavar="section.key=v1,v2", help="values to sweep")
+    sweep.add_argument("--seeds", type=int, default=3, help="seeds per grid point (default 3)")
+    sweep.add_argument("--out", type=Path, required=True, help="sweep directory")
+    sweep.add_argument("overrides", nargs="*", metavar="section.key=value", help="fixed for every run")
+
+    report = commands.add_parser("report", help="rewrite report.md of runs / summary.md of sweeps")
+    report.add_argument("dirs", nargs="+", type=Path, metavar="DIR")
+
     demo = commands.add_parser("demo", help="print what the TCL loss does, in two tables (seconds)")
     demo.add_argument("--n", type=int, default=4096, help="embeddings in the timed batch (default 4096)")
     demo.add_argument("--dim", type=int, default=128, help="embedding dimension (default 128)")
@@ -71,6 +86,22 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(dirs: Sequence[Path]) -> int:
+    from tunedcl.report import write_run_report
+    from tunedcl.train.sweep import write_summary
+
+    for folder in dirs:
+        if (folder / "results.json").is_file():
+            print(f"{folder}: {write_run_report(folder)}")
+        elif any(folder.glob("*/seed*/results.json")):
+            print(write_summary(folder)["table"])
+            print(f"{folder}: {folder / 'summary.md'}")
+        else:
+            print(f"tunedcl report: {folder} holds no finished run or sweep", file=sys.stderr)
+            return 2
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``tunedcl`` and ``python -m tunedcl``; returns the exit status."""
     parser = _build_parser()
@@ -92,6 +123,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 print(results)
             return 0
+        if args.command == "sweep":
+            from tunedcl.train.sweep import run_sweep
+
+            print(run_sweep(args.config, args.grid, args.seeds, args.out, args.overrides)["table"])
+            print(f"\nsummary: {args.out / 'summary.md'}")
+            return 0
+        if args.command == "report":
+            return _report(args.dirs)
         if args.command == "demo":
             from tunedcl import demo
 
