@@ -147,6 +147,19 @@ def test_cli_errors(tmp_path: Path, reference_run: Path) -> None:
     assert not (tmp_path / "x").exists()  # nothing half-written
 
 
+def test_gradient_statistics_are_logged_per_epoch_on_request(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    done = subprocess.run(train_command(out, "train.epochs=2", "train.log_gradients=true", "eval.linear_probe=none"),
+                          env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    epochs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if '"epoch"' in line]
+    for record in epochs:
+        assert record["grad_from_positives"] > 0 and record["grad_from_negatives"] > 0
+        shares = record["share_positives"] + record["share_k1"] + record["share_negatives"]
+        assert abs(shares - 1) < 1e-9
+        assert -1 <= record["hardest_positive_similarity"] <= record["mean_positive_similarity"] <= 1
+
+
 def test_eval_command_re_evaluates_a_run(reference_run: Path, tmp_path: Path) -> None:
     copy = tmp_path / "copy"
     subprocess.run(["cp", "-r", str(reference_run), str(copy)], check=True)

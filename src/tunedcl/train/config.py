@@ -100,6 +100,9 @@ class TrainConfig:
     checkpoint_every_steps: int = _opt(0, "also checkpoint every N steps (0: end of epoch only)", check=_non_negative)
     threads: int | None = _opt(None, "torch CPU threads (default: torch's choice)", check=_positive)
     tensorboard: bool = _opt(True, "write TensorBoard scalars when tensorboard is installed")
+    log_gradients: bool = _opt(
+        False, "log gradient magnitudes and denominator shares of each epoch's last batch (tunedcl.analysis)"
+    )
 
 
 @dataclass

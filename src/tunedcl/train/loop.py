@@ -115,6 +115,26 @@ def _tensorboard(run_dir: Path) -> Any:
     return SummaryWriter(str(run_dir / "tensorboard"))
 
 
+def _gradient_statistics(config: Config, projections: torch.Tensor, labels: torch.Tensor | None) -> dict[str, float]:
+    """tcl.md §2's gradient response on one batch: the TCL terms as configured (SupCon and SimCLR: k1 = 0,
+    k2 = 1; for SimCLR with 2 views this is its own loss). Self-supervised: instance ids as labels."""
+    from tunedcl.analysis import denominator_shares, gradient_coefficients, mean_gradient_magnitudes
+
+    batch, views, dim = projections.shape
+    ids = labels if labels is not None else torch.arange(batch, device=projections.device)
+    rows, row_labels = projections.reshape(-1, dim).cpu(), ids.repeat_interleave(views).cpu()
+    tcl = config.loss.method in ("tcl", "tcl-ssl")
+    terms = dict(
+        temperature=config.loss.temperature,
+        k1=config.loss.k1 if tcl else 0.0,
+        k2=config.loss.k2 if tcl else 1.0,
+        k1_uses_temperature=config.loss.k1_uses_temperature,
+    )
+    stats = mean_gradient_magnitudes(gradient_coefficients(rows, row_labels, **terms))
+    stats.update(denominator_shares(rows, row_labels, **terms))
+    return stats
+
+
 def _interrupted(step: int, run_dir: Path) -> Interrupted:
     return Interrupted(f"interrupted at step {step}; checkpoint written to {run_dir / rundir.CHECKPOINT}")
 
@@ -237,6 +257,7 @@ def train(
     views_per_step = batch * n_views
     trained_seconds = 0.0
     last_loss = float("nan")
+    last_batch: tuple[torch.Tensor, torch.Tensor | None] | None = None
     with _StopFlag() as stop:
         while step < total_steps:
             epoch, first = divmod(step, steps_per_epoch)
@@ -269,6 +290,8 @@ def train(
                         if _any_rank(not bool(torch.isfinite(projections).all()), runtime):
                             raise _non_finite("the embeddings", step, epoch, run_dir)
                         loss = loss_fn(projections, labels if supervised else None)
+                        if config.train.log_gradients:
+                            last_batch = (projections.detach(), labels if supervised else None)
                 value = float(loss.detach())
                 if runtime.distributed and not (loss_fn is not None and loss_fn.gather_distributed):
                     value = _mean_over_ranks(value, runtime)  # a local loss: report the global mean
@@ -311,6 +334,8 @@ def train(
             }
             if on_epoch_end is not None:
                 record.update(on_epoch_end(model, epoch + 1, step) or {})
+            if config.train.log_gradients and last_batch is not None:
+                record.update(_gradient_statistics(config, *last_batch))
             epoch_sums = {"loss": 0.0, "steps": 0, "seconds": 0.0}
             if runtime.is_main:
                 metrics.append(record)
