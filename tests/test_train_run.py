@@ -158,6 +158,7 @@ def test_gradient_statistics_are_logged_per_epoch_on_request(tmp_path: Path) -> 
         shares = record["share_positives"] + record["share_k1"] + record["share_negatives"]
         assert abs(shares - 1) < 1e-9
         assert -1 <= record["hardest_positive_similarity"] <= record["mean_positive_similarity"] <= 1
+    assert (out / "gradient_curves.png").is_file() and "gradient_curves.png" in (out / "report.md").read_text()
 
 
 def test_eval_command_re_evaluates_a_run(reference_run: Path, tmp_path: Path) -> None:
@@ -225,6 +226,7 @@ def test_sweep_runs_the_grid_skips_finished_runs_and_reports(tmp_path: Path) -> 
                             capture_output=True, text=True, timeout=120)
     assert report.returncode == 0, report.stderr
     assert (out / "summary.md").is_file() and "± " in (out / "summary.md").read_text()
+    assert (out / "accuracy.png").is_file() and "accuracy.png" in (out / "summary.md").read_text()
     bad = subprocess.run(tunedcl("sweep", "--config", "quick", "--grid", "loss.k9=1", "--seeds", "1", "--out",
                                  str(tmp_path / "bad")), env=ENV, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "valid keys in loss" in bad.stderr and not (tmp_path / "bad").exists()

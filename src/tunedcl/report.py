@@ -9,14 +9,85 @@ from typing import Any
 from tunedcl.train.rundir import MetricsLog, atomic_write_text
 
 
-def _plot_loss_curve(records: list[dict[str, Any]], path: Path, title: str) -> bool:
-    """Loss (and kNN top-1 when logged) per epoch; False when matplotlib is not installed."""
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the file-only Agg backend, or None when matplotlib is not installed."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
+        return None
+    return plt
+
+
+def _save(figure: Any, path: Path) -> None:
+    tmp = path.with_suffix(".tmp.png")
+    figure.savefig(tmp)
+    tmp.replace(path)
+
+
+def plot_gradient_curves(records: list[dict[str, Any]], path: Path, title: str) -> bool:
+    """Mean tangential gradient from positives and from negatives per epoch (train.log_gradients=true)."""
+    plt = _pyplot()
+    rows = [r for r in records if "grad_from_positives" in r and "epoch" in r]
+    if plt is None or not rows:
+        return False
+    figure, axis = plt.subplots(figsize=(6, 3.6), dpi=110)
+    epochs = [r["epoch"] for r in rows]
+    axis.plot(epochs, [r["grad_from_positives"] for r in rows], marker="o", markersize=3, label="from positives")
+    axis.plot(epochs, [r["grad_from_negatives"] for r in rows], marker="s", markersize=3, label="from negatives")
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("mean tangential gradient")
+    axis.set_title(title)
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    _save(figure, path)
+    plt.close(figure)
+    return True
+
+
+def plot_sweep_accuracy(rows: list[dict[str, Any]], path: Path) -> bool:
+    """Accuracy (mean ± std over seeds) against the one swept numeric value, when there is exactly one."""
+    plt = _pyplot()
+    keys = {key for row in rows for key in row["overrides"]}
+    if plt is None or len(keys) != 1:
+        return False
+    key = keys.pop()
+    try:
+        points = sorted((float(row["overrides"][key]), row) for row in rows)
+    except (TypeError, ValueError):
+        return False
+    figure, axis = plt.subplots(figsize=(6, 3.6), dpi=110)
+    xs = [x for x, _ in points]
+    for metric, label in (("linear_top1", "linear top-1"), ("knn_top1", "kNN top-1")):
+        if all(metric + "_mean" in row for _, row in points):
+            axis.errorbar(
+                xs,
+                [row[metric + "_mean"] for _, row in points],
+                yerr=[row[metric + "_std"] for _, row in points],
+                marker="o",
+                capsize=3,
+                label=label,
+            )
+    positive = [x for x in xs if x > 0]
+    if positive and max(positive) / min(positive) > 100:
+        axis.set_xscale("symlog", linthresh=min(positive))
+    axis.set_xlabel(key)
+    axis.set_ylabel("top-1 (%)")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    _save(figure, path)
+    plt.close(figure)
+    return True
+
+
+def _plot_loss_curve(records: list[dict[str, Any]], path: Path, title: str) -> bool:
+    """Loss (and kNN top-1 when logged) per epoch; False when matplotlib is not installed."""
+    plt = _pyplot()
+    if plt is None:
         return False
     epochs = [r["epoch"] for r in records if "epoch" in r]
     losses = [r["loss"] for r in records if "epoch" in r]
@@ -32,10 +103,8 @@ def _plot_loss_curve(records: list[dict[str, Any]], path: Path, title: str) -> b
     axis.set_title(title)
     axis.grid(alpha=0.3)
     figure.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    figure.savefig(tmp)
+    _save(figure, path)
     plt.close(figure)
-    tmp.replace(path)
     return True
 
 
@@ -77,6 +146,8 @@ def write_run_report(run_dir: Path) -> Path:
     ]
     if plotted:
         lines += ["![loss curve](loss_curve.png)", ""]
+    if plot_gradient_curves(records, run_dir / "gradient_curves.png", title):
+        lines += ["![gradient curves](gradient_curves.png)", ""]
     else:
         lines += ["(install matplotlib, `pip install 'tunedcl[train]'`, for the loss-curve plot)", ""]
     lines += ["| epoch | loss | lr | views/s | seconds |", "|---:|---:|---:|---:|---:|"]

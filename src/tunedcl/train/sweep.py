@@ -105,6 +105,10 @@ def write_summary(out: Path, names: list[str] | None = None, overrides: list[tup
             f"{row['train_minutes_mean']:.1f} min |"
         )
     out.mkdir(parents=True, exist_ok=True)
+    from tunedcl.report import plot_sweep_accuracy
+
+    if plot_sweep_accuracy(rows, out / "accuracy.png"):
+        lines += ["", "![accuracy against the swept value](accuracy.png)"]
     rundir.atomic_write_text(out / "summary.md", "\n".join(lines) + "\n")
     rundir.write_json(out / "summary.json", {"rows": rows})
     return {"rows": rows, "table": "\n".join(lines)}
