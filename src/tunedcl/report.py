@@ -21,10 +21,17 @@ def _pyplot() -> Any:
     return plt
 
 
-def _save(figure: Any, path: Path) -> None:
+def _finish(plt: Any, figure: Any, axis: Any, path: Path, legend: bool = True) -> bool:
+    """Grid, legend, layout, then an atomic save (temporary file, rename) and close."""
+    axis.grid(alpha=0.3)
+    if legend:
+        axis.legend()
+    figure.tight_layout()
     tmp = path.with_suffix(".tmp.png")
     figure.savefig(tmp)
     tmp.replace(path)
+    plt.close(figure)
+    return True
 
 
 def plot_gradient_curves(records: list[dict[str, Any]], path: Path, title: str) -> bool:
@@ -40,12 +47,7 @@ def plot_gradient_curves(records: list[dict[str, Any]], path: Path, title: str) 
     axis.set_xlabel("epoch")
     axis.set_ylabel("mean tangential gradient")
     axis.set_title(title)
-    axis.grid(alpha=0.3)
-    axis.legend()
-    figure.tight_layout()
-    _save(figure, path)
-    plt.close(figure)
-    return True
+    return _finish(plt, figure, axis, path)
 
 
 def plot_sweep_accuracy(rows: list[dict[str, Any]], path: Path) -> bool:
@@ -76,12 +78,7 @@ def plot_sweep_accuracy(rows: list[dict[str, Any]], path: Path) -> bool:
         axis.set_xscale("symlog", linthresh=min(positive))
     axis.set_xlabel(key)
     axis.set_ylabel("top-1 (%)")
-    axis.grid(alpha=0.3)
-    axis.legend()
-    figure.tight_layout()
-    _save(figure, path)
-    plt.close(figure)
-    return True
+    return _finish(plt, figure, axis, path)
 
 
 def _plot_loss_curve(records: list[dict[str, Any]], path: Path, title: str) -> bool:
@@ -101,11 +98,7 @@ def _plot_loss_curve(records: list[dict[str, Any]], path: Path, title: str) -> b
         twin.plot(*zip(*knn, strict=True), marker="s", markersize=3, color="tab:orange", label="kNN top-1")
         twin.set_ylabel("kNN top-1 (%)", color="tab:orange")
     axis.set_title(title)
-    axis.grid(alpha=0.3)
-    figure.tight_layout()
-    _save(figure, path)
-    plt.close(figure)
-    return True
+    return _finish(plt, figure, axis, path, legend=False)
 
 
 def write_run_report(run_dir: Path) -> Path:
