@@ -21,8 +21,12 @@ def _pyplot() -> Any:
     return plt
 
 
-def _finish(plt: Any, figure: Any, axis: Any, path: Path, legend: bool = True) -> bool:
+def _finish(plt: Any, figure: Any, axis: Any, path: Path, legend: bool = True, integer_x: bool = False) -> bool:
     """Grid, legend, layout, then an atomic save (temporary file, rename) and close."""
+    if integer_x:  # epochs
+        from matplotlib.ticker import MaxNLocator
+
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axis.grid(alpha=0.3)
     if legend:
         axis.legend()
@@ -47,7 +51,7 @@ def plot_gradient_curves(records: list[dict[str, Any]], path: Path, title: str) 
     axis.set_xlabel("epoch")
     axis.set_ylabel("mean tangential gradient")
     axis.set_title(title)
-    return _finish(plt, figure, axis, path)
+    return _finish(plt, figure, axis, path, integer_x=True)
 
 
 def plot_sweep_accuracy(rows: list[dict[str, Any]], path: Path) -> bool:
@@ -74,7 +78,7 @@ def plot_sweep_accuracy(rows: list[dict[str, Any]], path: Path) -> bool:
                 label=label,
             )
     positive = [x for x in xs if x > 0]
-    if positive and max(positive) / min(positive) > 100:
+    if positive and max(positive) / min(positive) > 10:  # k1 sweeps span decades: 0, 10, ..., 1e5
         axis.set_xscale("symlog", linthresh=min(positive))
     axis.set_xlabel(key)
     axis.set_ylabel("top-1 (%)")
@@ -98,7 +102,7 @@ def _plot_loss_curve(records: list[dict[str, Any]], path: Path, title: str) -> b
         twin.plot(*zip(*knn, strict=True), marker="s", markersize=3, color="tab:orange", label="kNN top-1")
         twin.set_ylabel("kNN top-1 (%)", color="tab:orange")
     axis.set_title(title)
-    return _finish(plt, figure, axis, path, legend=False)
+    return _finish(plt, figure, axis, path, legend=False, integer_x=True)
 
 
 def write_run_report(run_dir: Path) -> Path:
