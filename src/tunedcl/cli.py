@@ -87,18 +87,14 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _report(dirs: Sequence[Path]) -> int:
-    from tunedcl.report import write_run_report
-    from tunedcl.train.sweep import write_summary
+    from tunedcl.report import report_dirs
 
-    for folder in dirs:
-        if (folder / "results.json").is_file():
-            print(f"{folder}: {write_run_report(folder)}")
-        elif any(folder.glob("*/seed*/results.json")):
-            print(write_summary(folder)["table"])
-            print(f"{folder}: {folder / 'summary.md'}")
-        else:
-            print(f"tunedcl report: {folder} holds no finished run or sweep", file=sys.stderr)
-            return 2
+    try:
+        for line in report_dirs(dirs):
+            print(line)
+    except ValueError as error:
+        print(f"tunedcl report: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

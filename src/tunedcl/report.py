@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -157,3 +158,21 @@ def write_run_report(run_dir: Path) -> Path:
     path = run_dir / "report.md"
     atomic_write_text(path, "\n".join(lines))
     return path
+
+
+def report_dirs(dirs: Iterable[Path]) -> list[str]:
+    """Rewrite report.md of each finished run and summary.md of each sweep; what was written, as lines.
+
+    Raises ValueError for a folder that holds neither.
+    """
+    from tunedcl.train.sweep import write_summary
+
+    lines = []
+    for folder in map(Path, dirs):
+        if (folder / "results.json").is_file():
+            lines.append(f"{folder}: {write_run_report(folder)}")
+        elif any(folder.glob("*/seed*/results.json")):
+            lines += [write_summary(folder)["table"], f"{folder}: {folder / 'summary.md'}"]
+        else:
+            raise ValueError(f"{folder} holds no finished run or sweep")
+    return lines
