@@ -1,13 +1,16 @@
-"""Reports from run directories: report.md with the results and a loss-curve PNG (matplotlib, optional)."""
+"""Reports from run directories: report.md and plots of a run, summary.md and plots of a sweep (plots need
+matplotlib, optional)."""
 
 from __future__ import annotations
 
 import json
+import statistics
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from tunedcl.train.rundir import MetricsLog, atomic_write_text
+from tunedcl.train.config import parse_override
+from tunedcl.train.rundir import MetricsLog, atomic_write_text, write_json
 
 
 def _pyplot() -> Any:
@@ -160,13 +163,58 @@ def write_run_report(run_dir: Path) -> Path:
     return path
 
 
+def _cell(row: dict[str, Any], key: str) -> str:
+    return f"{row[key + '_mean']:.2f} ± {row[key + '_std']:.2f}" if key + "_mean" in row else "-"
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def write_summary(out: Path, names: list[str] | None = None, overrides: list[tuple[str, ...]] | None = None) -> dict:
+    """summary.md / summary.json from the run directories under ``out`` (every grid point found there
+    when ``names`` is None)."""
+    if names is None:
+        names = sorted(p.name for p in out.iterdir() if p.is_dir() and any(p.glob("seed*/results.json")))
+        overrides = [tuple(n.split(",")) if n != "base" else () for n in names]
+    rows = []
+    for name, point in zip(names, overrides or [()] * len(names), strict=True):
+        results = [json.loads(p.read_text()) for p in sorted((out / name).glob("seed*/results.json"))]
+        if not results:
+            continue
+        row: dict[str, Any] = {
+            "point": name,
+            "overrides": dict(parse_override(o)[:2] for o in point),
+            "seeds": len(results),
+        }
+        for key in ("linear_top1", "knn_top1"):
+            values = [r[key] for r in results if r.get(key) is not None]
+            if values:
+                row[key + "_mean"], row[key + "_std"] = _mean_std(values)
+        row["train_minutes_mean"] = statistics.fmean(r.get("train_seconds", 0.0) for r in results) / 60
+        rows.append(row)
+    lines = [
+        "| grid point | seeds | linear top-1 (%) | kNN top-1 (%) | train time per run |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['point']} | {row['seeds']} | {_cell(row, 'linear_top1')} | {_cell(row, 'knn_top1')} | "
+            f"{row['train_minutes_mean']:.1f} min |"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    if plot_sweep_accuracy(rows, out / "accuracy.png"):
+        lines += ["", "![accuracy against the swept value](accuracy.png)"]
+    atomic_write_text(out / "summary.md", "\n".join(lines) + "\n")
+    write_json(out / "summary.json", {"rows": rows})
+    return {"rows": rows, "table": "\n".join(lines)}
+
+
 def report_dirs(dirs: Iterable[Path]) -> list[str]:
     """Rewrite report.md of each finished run and summary.md of each sweep; what was written, as lines.
 
     Raises ValueError for a folder that holds neither.
     """
-    from tunedcl.train.sweep import write_summary
-
     lines = []
     for folder in map(Path, dirs):
         if (folder / "results.json").is_file():
