@@ -51,6 +51,14 @@ def _build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--grid", nargs="+", default=[], metavar="section.key=v1,v2", help="values to sweep")
     sweep.add_argument("--seeds", type=int, default=3, help="seeds per grid point (default 3)")
     sweep.add_argument("--out", type=Path, required=True, help="sweep directory")
+    sweep.add_argument(
+        "--reuse",
+        nargs="+",
+        type=Path,
+        default=[],
+        metavar="DIR",
+        help="link finished runs with the identical config found under DIR instead of training them again",
+    )
     sweep.add_argument("overrides", nargs="*", metavar="section.key=value", help="fixed for every run")
 
     report = commands.add_parser("report", help="rewrite report.md of runs / summary.md of sweeps")
@@ -122,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "sweep":
             from tunedcl.train.sweep import run_sweep
 
-            print(run_sweep(args.config, args.grid, args.seeds, args.out, args.overrides)["table"])
+            print(run_sweep(args.config, args.grid, args.seeds, args.out, args.overrides, reuse=args.reuse)["table"])
             print(f"\nsummary: {args.out / 'summary.md'}")
             return 0
         if args.command == "report":

@@ -89,6 +89,42 @@ def plot_sweep_accuracy(rows: list[dict[str, Any]], path: Path) -> bool:
     return _finish(plt, figure, axis, path)
 
 
+GRADIENT_KEYS = (("grad_from_positives", "from positives"), ("grad_from_negatives", "from negatives"))
+
+
+def _mean_curves(run_dirs: list[Path]) -> dict[str, list[float]]:
+    """Per-epoch means over seeds of the logged gradient magnitudes (train.log_gradients=true), over the
+    epochs every seed logged; empty when they were not logged."""
+    per_seed = [[r for r in MetricsLog(d).read() if "grad_from_positives" in r and "epoch" in r] for d in run_dirs]
+    epochs = min((len(records) for records in per_seed), default=0)
+    if epochs == 0:
+        return {}
+    return {
+        key: [statistics.fmean(records[e][key] for records in per_seed) for e in range(epochs)]
+        for key, _ in GRADIENT_KEYS
+    }
+
+
+def plot_sweep_gradients(rows: list[dict[str, Any]], path: Path) -> bool:
+    """Mean gradient from positives and from negatives per epoch, one line per grid point (mean over seeds)."""
+    plt = _pyplot()
+    rows = [row for row in rows if row.get("gradient_curves")]
+    if plt is None or not rows:
+        return False
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.8), dpi=110)
+    for axis, (key, label) in zip(axes, GRADIENT_KEYS, strict=True):
+        for row in rows:
+            curve = row["gradient_curves"][key]
+            axis.plot(range(1, len(curve) + 1), curve, marker="o", markersize=3, label=row["point"])
+        axis.set_xlabel("epoch")
+        axis.set_ylabel("mean tangential gradient")
+        axis.set_title(f"gradient {label} (mean over seeds)")
+        if axis is not axes[-1]:
+            axis.grid(alpha=0.3)
+            axis.legend(fontsize=7)
+    return _finish(plt, figure, axes[-1], path, legend=False, integer_x=True)
+
+
 def _plot_loss_curve(records: list[dict[str, Any]], path: Path, title: str) -> bool:
     """Loss (and kNN top-1 when logged) per epoch; False when matplotlib is not installed."""
     plt = _pyplot()
@@ -179,7 +215,8 @@ def write_summary(out: Path, names: list[str] | None = None, overrides: list[tup
         overrides = [tuple(n.split(",")) if n != "base" else () for n in names]
     rows = []
     for name, point in zip(names, overrides or [()] * len(names), strict=True):
-        results = [json.loads(p.read_text()) for p in sorted((out / name).glob("seed*/results.json"))]
+        finished = sorted((out / name).glob("seed*/results.json"))
+        results = [json.loads(p.read_text()) for p in finished]
         if not results:
             continue
         row: dict[str, Any] = {
@@ -192,19 +229,29 @@ def write_summary(out: Path, names: list[str] | None = None, overrides: list[tup
             if values:
                 row[key + "_mean"], row[key + "_std"] = _mean_std(values)
         row["train_minutes_mean"] = statistics.fmean(r.get("train_seconds", 0.0) for r in results) / 60
+        curves = _mean_curves([p.parent for p in finished])
+        if curves:
+            row["gradient_curves"] = curves
         rows.append(row)
+    gradients = any("gradient_curves" in row for row in rows)
+    extra = " gradient from positives / negatives (last epoch) |" if gradients else ""
     lines = [
-        "| grid point | seeds | linear top-1 (%) | kNN top-1 (%) | train time per run |",
-        "|---|---:|---:|---:|---:|",
+        f"| grid point | seeds | linear top-1 (%) | kNN top-1 (%) | train time per run |{extra}",
+        "|---|---:|---:|---:|---:|" + ("---:|" if gradients else ""),
     ]
     for row in rows:
-        lines.append(
-            f"| {row['point']} | {row['seeds']} | {_cell(row, 'linear_top1')} | {_cell(row, 'knn_top1')} | "
-            f"{row['train_minutes_mean']:.1f} min |"
-        )
+        cells = f"| {row['point']} | {row['seeds']} | {_cell(row, 'linear_top1')} | {_cell(row, 'knn_top1')} | "
+        cells += f"{row['train_minutes_mean']:.1f} min |"
+        if gradients:
+            curves = row.get("gradient_curves")
+            last = [curves[key][-1] for key, _ in GRADIENT_KEYS] if curves else None
+            cells += f" {last[0]:.3f} / {last[1]:.3f} |" if last else " - |"
+        lines.append(cells)
     out.mkdir(parents=True, exist_ok=True)
     if plot_sweep_accuracy(rows, out / "accuracy.png"):
         lines += ["", "![accuracy against the swept value](accuracy.png)"]
+    if plot_sweep_gradients(rows, out / "gradients.png"):
+        lines += ["", "![mean gradient from positives and negatives per epoch](gradients.png)"]
     atomic_write_text(out / "summary.md", "\n".join(lines) + "\n")
     write_json(out / "summary.json", {"rows": rows})
     return {"rows": rows, "table": "\n".join(lines)}

@@ -30,6 +30,8 @@ from tunedcl.train.config import Config, ConfigError
 from tunedcl.train.progress import Progress
 from tunedcl.train.runtime import Runtime, peak_memory_bytes, seed_everything
 
+GRADIENT_BATCHES = 8  # batches per epoch analysed by train.log_gradients
+
 
 class TrainingError(RuntimeError):
     """The run stopped and cannot go on as configured (the message says why and what was kept)."""
@@ -133,6 +135,14 @@ def _gradient_statistics(config: Config, projections: torch.Tensor, labels: torc
     stats = mean_gradient_magnitudes(gradient_coefficients(rows, row_labels, **terms))
     stats.update(denominator_shares(rows, row_labels, **terms))
     return stats
+
+
+def _mean_gradient_statistics(
+    config: Config, batches: list[tuple[torch.Tensor, torch.Tensor | None]]
+) -> dict[str, float]:
+    """:func:`_gradient_statistics` averaged over the logged batches of an epoch."""
+    per_batch = [_gradient_statistics(config, *batch) for batch in batches]
+    return {key: sum(stats[key] for stats in per_batch) / len(per_batch) for key in per_batch[0]}
 
 
 def _interrupted(step: int, run_dir: Path) -> Interrupted:
@@ -257,7 +267,10 @@ def train(
     views_per_step = batch * n_views
     trained_seconds = 0.0
     last_loss = float("nan")
-    last_batch: tuple[torch.Tensor, torch.Tensor | None] | None = None
+    # train.log_gradients: up to GRADIENT_BATCHES evenly spaced batches per epoch, analysed at its end (one
+    # batch alone is noisy; the analysis runs outside the timed steps).
+    logged_batches: list[tuple[torch.Tensor, torch.Tensor | None]] = []
+    log_every = max(1, steps_per_epoch // GRADIENT_BATCHES)
     with _StopFlag() as stop:
         while step < total_steps:
             epoch, first = divmod(step, steps_per_epoch)
@@ -290,8 +303,8 @@ def train(
                         if _any_rank(not bool(torch.isfinite(projections).all()), runtime):
                             raise _non_finite("the embeddings", step, epoch, run_dir)
                         loss = loss_fn(projections, labels if supervised else None)
-                        if config.train.log_gradients:
-                            last_batch = (projections.detach(), labels if supervised else None)
+                        if config.train.log_gradients and index % log_every == 0:
+                            logged_batches.append((projections.detach(), labels if supervised else None))
                 value = float(loss.detach())
                 if runtime.distributed and not (loss_fn is not None and loss_fn.gather_distributed):
                     value = _mean_over_ranks(value, runtime)  # a local loss: report the global mean
@@ -334,8 +347,9 @@ def train(
             }
             if on_epoch_end is not None:
                 record.update(on_epoch_end(model, epoch + 1, step) or {})
-            if config.train.log_gradients and last_batch is not None:
-                record.update(_gradient_statistics(config, *last_batch))
+            if config.train.log_gradients and logged_batches:
+                record.update(_mean_gradient_statistics(config, logged_batches))
+                logged_batches.clear()
             epoch_sums = {"loss": 0.0, "steps": 0, "seconds": 0.0}
             if runtime.is_main:
                 metrics.append(record)

@@ -4,19 +4,25 @@
 
 Each grid point x seed is an ordinary run directory, ``OUT/<key=value,...>/seed<k>``. Finished runs
 (``results.json`` present) are skipped when the sweep is started again; a run that was cut off is
-resumed from its checkpoint. ``OUT/summary.md`` and ``OUT/summary.json`` hold, per grid point, the mean
-and standard deviation over seeds of linear and kNN top-1.
+resumed from its checkpoint. Either way the run's config.yaml must equal the one the sweep would run
+(the run name aside): a stale folder from another base config is an error, never a silent reuse.
+
+``--reuse DIR`` links (a relative symlink) every grid point x seed whose exact config already finished
+somewhere under DIR, e.g. the base point shared by several one-factor studies, instead of training it
+again. ``OUT/summary.md`` and ``OUT/summary.json`` hold, per grid point, the mean and standard deviation
+over seeds of linear and kNN top-1.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tunedcl.report import write_summary
-from tunedcl.train.config import ConfigError, load_config
+from tunedcl.train.config import Config, ConfigError, config_from_dict, config_to_dict, load_config
 
 
 @dataclass(frozen=True)
@@ -39,10 +45,64 @@ def parse_grid(items: list[str]) -> list[GridPoint]:
     return [GridPoint(tuple(point)) for point in itertools.product(*axes)]
 
 
+def _identity(config: Config) -> str:
+    """What makes two runs the same experiment: the whole config except its display name."""
+    import json
+
+    data = config_to_dict(config)
+    data.pop("name", None)
+    return json.dumps(data, sort_keys=True, default=str)
+
+
+def _saved_config(run_dir: Path) -> Config:
+    import yaml
+
+    return config_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
+
+
+def _differences(a: Config, b: Config) -> list[str]:
+    flat_a, flat_b = (
+        {f"{s}.{k}": v for s, sec in config_to_dict(c).items() if isinstance(sec, dict) for k, v in sec.items()}
+        for c in (a, b)
+    )
+    return sorted(k for k in flat_a.keys() | flat_b.keys() if flat_a.get(k) != flat_b.get(k))
+
+
+def _check_same_config(run_dir: Path, planned: Config) -> None:
+    saved = _saved_config(run_dir)
+    if _identity(saved) != _identity(planned):
+        raise ConfigError(
+            f"{run_dir} was run with a different config (differs in {', '.join(_differences(saved, planned))}); "
+            "remove that folder or choose another --out"
+        )
+
+
+def finished_runs(roots: list[Path]) -> dict[str, Path]:
+    """Finished run directories under ``roots`` (searched recursively), keyed by their config identity."""
+    found: dict[str, Path] = {}
+    for root in roots:
+        if not root.is_dir():
+            raise ConfigError(f"--reuse {root}: no such folder")
+        for results in sorted(root.rglob("results.json")):
+            run_dir = results.parent
+            if (run_dir / "config.yaml").is_file():
+                found.setdefault(_identity(_saved_config(run_dir)), run_dir)
+    return found
+
+
 def run_sweep(
-    config_name: str, grid: list[str], seeds: int, out: Path, overrides: list[str], quiet: bool = True
+    config_name: str,
+    grid: list[str],
+    seeds: int,
+    out: Path,
+    overrides: list[str],
+    quiet: bool = True,
+    reuse: list[Path] | None = None,
 ) -> dict[str, Any]:
-    """Run (or finish) every grid point x seed, then write and return the summary."""
+    """Run (or finish) every grid point x seed, then write and return the summary.
+
+    ``reuse``: folders of earlier runs; a planned run whose exact config finished there is linked, not rerun.
+    """
     from tunedcl.train.run import run_training
 
     if seeds < 1:
@@ -52,12 +112,21 @@ def run_sweep(
     for point in points:  # validate the whole sweep before running any of it
         for seed in range(seeds):
             configs[point, seed] = load_config(config_name, [*overrides, *point.overrides, f"train.seed={seed}"])
+    earlier = finished_runs(list(reuse or []))
     for (point, seed), config in configs.items():
         run_dir = out / point.name / f"seed{seed}"
-        if (run_dir / "results.json").is_file():
+        config.name = f"{point.name} seed{seed}"
+        if (run_dir / "config.yaml").is_file():
+            _check_same_config(run_dir, config)
+            if (run_dir / "results.json").is_file():
+                continue
+        elif not run_dir.exists() and _identity(config) in earlier:
+            source = earlier[_identity(config)].resolve()
+            run_dir.parent.mkdir(parents=True, exist_ok=True)
+            run_dir.symlink_to(os.path.relpath(source, run_dir.parent.resolve()), target_is_directory=True)
+            print(f"sweep: reusing {source} as {run_dir}", flush=True)
             continue
         resume = (run_dir / "config.yaml").is_file()
-        config.name = f"{point.name} seed{seed}"
         print(f"sweep: {'resuming' if resume else 'running'} {run_dir}", flush=True)
         run_training(None if resume else config, run_dir, resume=resume, quiet=quiet)
     return write_summary(out, [p.name for p in points], [p.overrides for p in points])
