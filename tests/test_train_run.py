@@ -205,7 +205,7 @@ def test_sweep_runs_the_grid_skips_finished_runs_and_reports(tmp_path: Path) -> 
     out = tmp_path / "sweep"
     base = [o for o in TINY if not o.startswith(("train.epochs", "name", "eval.every_epochs"))]
     command = tunedcl("sweep", "--config", "quick", "--grid", "loss.k1=0,50", "--seeds", "2", "--out", str(out),
-                      *base, "train.epochs=1", "eval.linear_probe=none")
+                      *base, "train.epochs=1", "eval.linear_probe=none", "train.log_gradients=true")
     done = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["loss.k1=0", "loss.k1=50"]
@@ -227,6 +227,28 @@ def test_sweep_runs_the_grid_skips_finished_runs_and_reports(tmp_path: Path) -> 
     assert report.returncode == 0, report.stderr
     assert (out / "summary.md").is_file() and "± " in (out / "summary.md").read_text()
     assert (out / "accuracy.png").is_file() and "accuracy.png" in (out / "summary.md").read_text()
+    # Gradient curves (train.log_gradients=true): one curve per grid point, the mean of its seeds' records.
+    assert (out / "gradients.png").is_file() and "gradient from positives" in (out / "summary.md").read_text()
+    seed_curves = [[json.loads(line)["grad_from_positives"] for line in
+                    (out / "loss.k1=50" / f"seed{s}" / "metrics.jsonl").read_text().splitlines()
+                    if '"grad_from_positives"' in line] for s in (0, 1)]
+    curve = summary["rows"][1]["gradient_curves"]["grad_from_positives"]
+    assert curve == pytest.approx([(a + b) / 2 for a, b in zip(*seed_curves, strict=True)], rel=1e-12)
+    # A run folder left by another base config is an error, not a silent reuse.
+    changed = [*command, "optim.lr=0.05"]
+    stale = subprocess.run(changed, env=ENV, capture_output=True, text=True, timeout=120)
+    assert stale.returncode == 2 and "was run with a different config (differs in optim.lr)" in stale.stderr
+    # --reuse: a point whose exact config finished elsewhere is linked; a new one is trained.
+    other = tmp_path / "other"
+    reuse = tunedcl("sweep", "--config", "quick", "--grid", "loss.k1=50,7", "--reuse", str(out), "--seeds", "1",
+                    "--out", str(other), *command[command.index("--out") + 2:])
+    done = subprocess.run(reuse, env=ENV, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    linked = other / "loss.k1=50" / "seed0"
+    assert linked.is_symlink() and linked.resolve() == (out / "loss.k1=50" / "seed0").resolve()
+    assert "sweep: reusing" in done.stdout and "sweep: running " + str(other / "loss.k1=7") in done.stdout
+    fresh = other / "loss.k1=7" / "seed0"
+    assert not fresh.is_symlink() and (fresh / "results.json").is_file()
     bad = subprocess.run(tunedcl("sweep", "--config", "quick", "--grid", "loss.k9=1", "--seeds", "1", "--out",
                                  str(tmp_path / "bad")), env=ENV, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "valid keys in loss" in bad.stderr and not (tmp_path / "bad").exists()
