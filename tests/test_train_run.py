@@ -164,13 +164,16 @@ def test_gradient_statistics_are_logged_per_epoch_on_request(tmp_path: Path) -> 
 def test_eval_command_re_evaluates_a_run(reference_run: Path, tmp_path: Path) -> None:
     copy = tmp_path / "copy"
     subprocess.run(["cp", "-r", str(reference_run), str(copy)], check=True)
-    done = subprocess.run(tunedcl("eval", str(copy), "eval.knn_k=5", "eval.linear_probe=both",
+    done = subprocess.run(tunedcl("eval", str(copy), "eval.knn_k=5", "eval.linear_probe=both", "eval.geometry=true",
                                   "eval.paper_probe_epochs=1"), env=ENV, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "kNN top-1" in done.stdout
     results = json.loads((copy / "results.json").read_text())
     assert results["linear_top1"] == results["paper_linear_top1"] > 20  # 1 epoch; chance is 10
     assert "fast_linear_top1" in results
+    # eval.geometry=true: unit vectors give squared distances in [0, 4], dot products in [-1, 1], and
+    # uniformity (log-mean of exp(-2 d^2)) in [-8, 0].
+    assert 0 < results["alignment"] < 4 and -1 < results["tolerance"] < 1 and -8 < results["uniformity"] < 0
     done = subprocess.run(tunedcl("eval", str(reference_run), "loss.k1=3"), env=ENV,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "only takes eval.*" in done.stderr
@@ -205,7 +208,8 @@ def test_sweep_runs_the_grid_skips_finished_runs_and_reports(tmp_path: Path) -> 
     out = tmp_path / "sweep"
     base = [o for o in TINY if not o.startswith(("train.epochs", "name", "eval.every_epochs"))]
     command = tunedcl("sweep", "--config", "quick", "--grid", "loss.k1=0,50", "--seeds", "2", "--out", str(out),
-                      *base, "train.epochs=1", "eval.linear_probe=none", "train.log_gradients=true")
+                      *base, "train.epochs=1", "eval.linear_probe=none", "train.log_gradients=true",
+                      "eval.geometry=true")
     done = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["loss.k1=0", "loss.k1=50"]
@@ -229,6 +233,7 @@ def test_sweep_runs_the_grid_skips_finished_runs_and_reports(tmp_path: Path) -> 
     assert (out / "accuracy.png").is_file() and "accuracy.png" in (out / "summary.md").read_text()
     # Gradient curves (train.log_gradients=true): one curve per grid point, the mean of its seeds' records.
     assert (out / "gradients.png").is_file() and "gradient from positives" in (out / "summary.md").read_text()
+    assert "| alignment | uniformity | tolerance |" in (out / "summary.md").read_text()
     seed_curves = [[json.loads(line)["grad_from_positives"] for line in
                     (out / "loss.k1=50" / f"seed{s}" / "metrics.jsonl").read_text().splitlines()
                     if '"grad_from_positives"' in line] for s in (0, 1)]

@@ -89,6 +89,7 @@ def plot_sweep_accuracy(rows: list[dict[str, Any]], path: Path) -> bool:
     return _finish(plt, figure, axis, path)
 
 
+GEOMETRY_KEYS = ("alignment", "uniformity", "tolerance")  # eval.geometry=true
 GRADIENT_KEYS = (("grad_from_positives", "from positives"), ("grad_from_negatives", "from negatives"))
 
 
@@ -224,7 +225,7 @@ def write_summary(out: Path, names: list[str] | None = None, overrides: list[tup
             "overrides": dict(parse_override(o)[:2] for o in point),
             "seeds": len(results),
         }
-        for key in ("linear_top1", "knn_top1"):
+        for key in ("linear_top1", "knn_top1", *GEOMETRY_KEYS):
             values = [r[key] for r in results if r.get(key) is not None]
             if values:
                 row[key + "_mean"], row[key + "_std"] = _mean_std(values)
@@ -234,10 +235,12 @@ def write_summary(out: Path, names: list[str] | None = None, overrides: list[tup
             row["gradient_curves"] = curves
         rows.append(row)
     gradients = any("gradient_curves" in row for row in rows)
+    shapes = [key for key in GEOMETRY_KEYS if any(key + "_mean" in row for row in rows)]
     extra = " gradient from positives / negatives (last epoch) |" if gradients else ""
+    extra += "".join(f" {key} |" for key in shapes)
     lines = [
         f"| grid point | seeds | linear top-1 (%) | kNN top-1 (%) | train time per run |{extra}",
-        "|---|---:|---:|---:|---:|" + ("---:|" if gradients else ""),
+        "|---|---:|---:|---:|---:|" + ("---:|" * (int(gradients) + len(shapes))),
     ]
     for row in rows:
         cells = f"| {row['point']} | {row['seeds']} | {_cell(row, 'linear_top1')} | {_cell(row, 'knn_top1')} | "
@@ -246,6 +249,8 @@ def write_summary(out: Path, names: list[str] | None = None, overrides: list[tup
             curves = row.get("gradient_curves")
             last = [curves[key][-1] for key, _ in GRADIENT_KEYS] if curves else None
             cells += f" {last[0]:.3f} / {last[1]:.3f} |" if last else " - |"
+        for key in shapes:
+            cells += f" {row[key + '_mean']:.3f} ± {row[key + '_std']:.3f} |" if key + "_mean" in row else " - |"
         lines.append(cells)
     out.mkdir(parents=True, exist_ok=True)
     if plot_sweep_accuracy(rows, out / "accuracy.png"):

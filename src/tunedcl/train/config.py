@@ -118,6 +118,7 @@ class EvalConfig:
     knn_temperature: float = _opt(0.1, "temperature of the kNN weights", check=_positive)
     every_epochs: int = _opt(0, "also evaluate (kNN) every N epochs (0: at the end only)", check=_non_negative)
     batch_size: int = _opt(512, "batch size of feature extraction", check=_positive)
+    geometry: bool = _opt(False, "also measure alignment, uniformity and tolerance of 2,000 test features")
 
 
 @dataclass

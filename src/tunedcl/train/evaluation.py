@@ -63,6 +63,17 @@ def _classifier_accuracy(model: nn.Module, dataset: Any, config: Config, runtime
     return 100.0 * correct / len(labels)
 
 
+GEOMETRY_SAMPLES = 2000  # the pairwise measures are O(n^2); 2,000 test images give ~4M pairs
+
+
+def _geometry(test: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """Alignment, uniformity and tolerance (tunedcl.analysis) of a fixed random subset of the test features."""
+    from tunedcl.analysis import geometry
+
+    keep = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))[:GEOMETRY_SAMPLES]
+    return geometry(test[keep].float(), labels[keep])
+
+
 def evaluate(model: nn.Module, dataset: Any, config: Config, runtime: Runtime) -> dict[str, Any]:
     """All end-of-run metrics: knn_top1 and linear_top1 (percent, test split) at least."""
     results: dict[str, Any] = {}
@@ -70,6 +81,8 @@ def evaluate(model: nn.Module, dataset: Any, config: Config, runtime: Runtime) -
     train, test = features_of(model, dataset, config, runtime)
     results["feature_seconds"] = time.perf_counter() - tic
     results.update(_knn(train, test, dataset, config))
+    if config.eval.geometry:
+        results.update(_geometry(test, dataset.test.labels))
     mode = config.eval.linear_probe
     if config.loss.method == "ce":
         results["ce_top1"] = _classifier_accuracy(model, dataset, config, runtime)
