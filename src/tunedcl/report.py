@@ -58,35 +58,70 @@ def plot_gradient_curves(records: list[dict[str, Any]], path: Path, title: str) 
     return _finish(plt, figure, axis, path, integer_x=True)
 
 
-def plot_sweep_accuracy(rows: list[dict[str, Any]], path: Path) -> bool:
-    """Accuracy (mean ± std over seeds) against the one swept numeric value, when there is exactly one."""
-    plt = _pyplot()
-    keys = {key for row in rows for key in row["overrides"]}
-    if plt is None or len(keys) != 1:
-        return False
-    key = keys.pop()
+def _as_number(value: Any) -> float | None:
     try:
-        points = sorted((float(row["overrides"][key]), row) for row in rows)
+        return float(value)
     except (TypeError, ValueError):
+        return None
+
+
+def _swept_keys(rows: list[dict[str, Any]]) -> list[str]:
+    """Keys that take more than one value across the rows, in grid order."""
+    keys: list[str] = []
+    for row in rows:
+        keys += [key for key in row["overrides"] if key not in keys]
+    return [key for key in keys if len({str(row["overrides"].get(key)) for row in rows}) > 1]
+
+
+def plot_sweep_accuracy(rows: list[dict[str, Any]], path: Path) -> bool:
+    """Accuracy (mean ± std over seeds) against the swept value.
+
+    One swept key: linear and kNN top-1 against it. Two (e.g. ``loss.method`` x ``train.batch_size``, the
+    paper's Figure 2): one line per value of the first, against the second, in a linear and a kNN panel.
+    Numeric values are placed by value (symlog when they span decades, as k1 does), others in grid order.
+    """
+    plt = _pyplot()
+    keys = _swept_keys(rows)
+    if plt is None or not 1 <= len(keys) <= 2 or not rows:
         return False
-    figure, axis = plt.subplots(figsize=(6, 3.6), dpi=110)
-    xs = [x for x, _ in points]
-    for metric, label in (("linear_top1", "linear top-1"), ("knn_top1", "kNN top-1")):
-        if all(metric + "_mean" in row for _, row in points):
-            axis.errorbar(
-                xs,
-                [row[metric + "_mean"] for _, row in points],
-                yerr=[row[metric + "_std"] for _, row in points],
-                marker="o",
-                capsize=3,
-                label=label,
-            )
-    positive = [x for x in xs if x > 0]
-    if positive and max(positive) / min(positive) > 10:  # k1 sweeps span decades: 0, 10, ..., 1e5
-        axis.set_xscale("symlog", linthresh=min(positive))
-    axis.set_xlabel(key)
-    axis.set_ylabel("top-1 (%)")
-    return _finish(plt, figure, axis, path)
+    x_key = keys[-1]
+    x_values = list(dict.fromkeys(str(row["overrides"][x_key]) for row in rows))
+    numeric = all(_as_number(v) is not None for v in x_values)
+    position = {v: (_as_number(v) if numeric else i) for i, v in enumerate(x_values)}
+    if len(keys) == 1:
+        series = {"": rows}
+        panels = [(("linear_top1", "linear top-1"), ("knn_top1", "kNN top-1"))]
+    else:
+        series = {}
+        for row in rows:
+            series.setdefault(f"{keys[0]}={row['overrides'][keys[0]]}", []).append(row)
+        panels = [(("linear_top1", "linear top-1"),), (("knn_top1", "kNN top-1"),)]
+    figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 3.6), dpi=110, squeeze=False)
+    for axis, metrics in zip(axes[0], panels, strict=True):
+        for name, members in series.items():
+            members = sorted(members, key=lambda row: position[str(row["overrides"][x_key])])
+            for metric, label in metrics:
+                if all(metric + "_mean" in row for row in members):
+                    axis.errorbar(
+                        [position[str(row["overrides"][x_key])] for row in members],
+                        [row[metric + "_mean"] for row in members],
+                        yerr=[row[metric + "_std"] for row in members],
+                        marker="o",
+                        capsize=3,
+                        linestyle="-" if numeric else ":",  # categories (methods, presets): no implied trend
+                        label=f"{name} {label}".strip() if len(metrics) > 1 else (name or label),
+                    )
+        positive = [position[v] for v in x_values if numeric and position[v] > 0]
+        if positive and max(positive) / min(positive) > 10:  # k1 sweeps span decades: 0, 10, ..., 1e5
+            axis.set_xscale("symlog", linthresh=min(positive))
+        if not numeric:
+            axis.set_xticks(range(len(x_values)), x_values)
+        axis.set_xlabel(x_key)
+        axis.set_ylabel(f"{metrics[0][1] if len(metrics) == 1 else 'top-1'} (%)")
+        if axis is not axes[0][-1]:
+            axis.grid(alpha=0.3)
+            axis.legend(fontsize=8)
+    return _finish(plt, figure, axes[0][-1], path)
 
 
 GEOMETRY_KEYS = ("alignment", "uniformity", "tolerance")  # eval.geometry=true
