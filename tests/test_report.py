@@ -19,7 +19,7 @@ def fake_run(run_dir: Path, linear: float, knn: float, gradients: list[float] | 
     (run_dir / "results.json").write_text(json.dumps({"linear_top1": linear, "knn_top1": knn,
                                                       "train_seconds": 30.0, **extra}))
     lines = [json.dumps({"epoch": e + 1, "step": 10 * (e + 1), "loss": 1.0, "grad_from_positives": g,
-                         "grad_from_negatives": g / 2}) for e, g in enumerate(gradients or [])]
+                         "grad_from_negatives": g / 2, "share_k1": g / 10}) for e, g in enumerate(gradients or [])]
     (run_dir / "metrics.jsonl").write_text("".join(line + "\n" for line in lines))
 
 
@@ -35,9 +35,11 @@ def test_summary_holds_mean_std_gradient_curves_and_geometry(tmp_path: Path) -> 
     assert row["gradient_curves"]["grad_from_positives"] == [3.0, 2.0]
     assert row["gradient_curves"]["grad_from_negatives"] == [1.5, 1.0]
     assert row["tolerance_mean"] == pytest.approx(0.5)
+    assert row["last_epoch_batch"] == {"share_k1": pytest.approx(0.2)}  # epoch 2: (0.1 + 0.3) / 2
     table = (tmp_path / "summary.md").read_text()
     assert "| loss.k1=0 | 2 | 81.00 ± 1.41 | 72.00 ± 2.83 | 0.5 min | 2.000 / 1.000 | 0.600 ± 0.141 |" in table
     assert (tmp_path / "gradients.png").is_file()
+    assert "| loss.k1=0 | - | 0.200 | - |" in table
 
 
 def test_accuracy_plot_of_one_and_two_swept_keys(tmp_path: Path) -> None:
@@ -56,3 +58,12 @@ def test_accuracy_plot_of_one_and_two_swept_keys(tmp_path: Path) -> None:
     assert _swept_keys(fixed) == ["loss.k2"]
     three = [row({"a.x": str(i), "a.y": str(i), "a.z": str(i)}, 80) for i in range(2)]
     assert not plot_sweep_accuracy(three, tmp_path / "three.png") and not (tmp_path / "three.png").exists()
+
+
+def test_report_orders_points_numerically_or_as_the_sweep_did(tmp_path: Path) -> None:
+    for point in ("loss.k1=100000", "loss.k1=50000", "loss.k1=0"):
+        fake_run(tmp_path / point / "seed0", 80.0, 70.0)
+    assert [r["point"] for r in write_summary(tmp_path)["rows"]] == ["loss.k1=0", "loss.k1=50000", "loss.k1=100000"]
+    rows = json.loads((tmp_path / "summary.json").read_text())["rows"]
+    (tmp_path / "summary.json").write_text(json.dumps({"rows": rows[::-1]}))  # a sweep's own grid order wins
+    assert [r["point"] for r in write_summary(tmp_path)["rows"]] == ["loss.k1=100000", "loss.k1=50000", "loss.k1=0"]

@@ -128,17 +128,34 @@ GEOMETRY_KEYS = ("alignment", "uniformity", "tolerance")  # eval.geometry=true
 GRADIENT_KEYS = (("grad_from_positives", "from positives"), ("grad_from_negatives", "from negatives"))
 
 
-def _mean_curves(run_dirs: list[Path]) -> dict[str, list[float]]:
-    """Per-epoch means over seeds of the logged gradient magnitudes (train.log_gradients=true), over the
-    epochs every seed logged; empty when they were not logged."""
+BATCH_KEYS = (  # train.log_gradients: D's three shares and the similarities, shown at the last epoch
+    ("share_positives", "D share: positives"),
+    ("share_k1", "D share: k1 term"),
+    ("share_negatives", "D share: negatives"),
+    ("mean_positive_similarity", "mean s+"),
+    ("hardest_positive_similarity", "hardest s+"),
+    ("mean_negative_similarity", "mean s-"),
+    ("hardest_negative_similarity", "hardest s-"),
+)
+
+
+def _logged_statistics(run_dirs: list[Path]) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """From train.log_gradients records: per-epoch means over seeds of the gradient magnitudes (over the
+    epochs every seed logged), and the means over seeds of the last such epoch's batch statistics."""
     per_seed = [[r for r in MetricsLog(d).read() if "grad_from_positives" in r and "epoch" in r] for d in run_dirs]
     epochs = min((len(records) for records in per_seed), default=0)
     if epochs == 0:
-        return {}
-    return {
+        return {}, {}
+    curves = {
         key: [statistics.fmean(records[e][key] for records in per_seed) for e in range(epochs)]
         for key, _ in GRADIENT_KEYS
     }
+    last = {
+        key: statistics.fmean(records[epochs - 1][key] for records in per_seed)
+        for key, _ in BATCH_KEYS
+        if all(key in records[epochs - 1] for records in per_seed)
+    }
+    return curves, last
 
 
 def plot_sweep_gradients(rows: list[dict[str, Any]], path: Path) -> bool:
@@ -243,11 +260,25 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+def _natural_key(point: str) -> list[tuple[str, float, str]]:
+    """``loss.k1=50000`` before ``loss.k1=100000``: numeric values compare as numbers."""
+    key = []
+    for item in point.split(","):
+        name, _, value = item.partition("=")
+        number = _as_number(value)
+        key.append((name, number if number is not None else float("inf"), value))
+    return key
+
+
 def write_summary(out: Path, names: list[str] | None = None, overrides: list[tuple[str, ...]] | None = None) -> dict:
     """summary.md / summary.json from the run directories under ``out`` (every grid point found there
     when ``names`` is None)."""
-    if names is None:
-        names = sorted(p.name for p in out.iterdir() if p.is_dir() and any(p.glob("seed*/results.json")))
+    if names is None:  # tunedcl report: the points found, in the sweep's own order when it wrote one
+        found = [p.name for p in out.iterdir() if p.is_dir() and any(p.glob("seed*/results.json"))]
+        names = sorted(found, key=_natural_key)
+        if (out / "summary.json").is_file():
+            order = [row["point"] for row in json.loads((out / "summary.json").read_text()).get("rows", [])]
+            names = [n for n in order if n in found] + [n for n in names if n not in order]
         overrides = [tuple(n.split(",")) if n != "base" else () for n in names]
     rows = []
     for name, point in zip(names, overrides or [()] * len(names), strict=True):
@@ -265,9 +296,9 @@ def write_summary(out: Path, names: list[str] | None = None, overrides: list[tup
             if values:
                 row[key + "_mean"], row[key + "_std"] = _mean_std(values)
         row["train_minutes_mean"] = statistics.fmean(r.get("train_seconds", 0.0) for r in results) / 60
-        curves = _mean_curves([p.parent for p in finished])
+        curves, last = _logged_statistics([p.parent for p in finished])
         if curves:
-            row["gradient_curves"] = curves
+            row["gradient_curves"], row["last_epoch_batch"] = curves, last
         rows.append(row)
     gradients = any("gradient_curves" in row for row in rows)
     shapes = [key for key in GEOMETRY_KEYS if any(key + "_mean" in row for row in rows)]
@@ -287,6 +318,20 @@ def write_summary(out: Path, names: list[str] | None = None, overrides: list[tup
         for key in shapes:
             cells += f" {row[key + '_mean']:.3f} ± {row[key + '_std']:.3f} |" if key + "_mean" in row else " - |"
         lines.append(cells)
+    batch_rows = [row for row in rows if row.get("last_epoch_batch")]
+    if batch_rows:
+        lines += [
+            "",
+            "Last epoch, mean over seeds of the logged batches (train.log_gradients): the share of D_i from each "
+            "term and the mean and hardest positive (s+) and negative (s-) similarities.",
+            "",
+            "| grid point | " + " | ".join(label for _, label in BATCH_KEYS) + " |",
+            "|---|" + "---:|" * len(BATCH_KEYS),
+        ]
+        for row in batch_rows:
+            values = row["last_epoch_batch"]
+            cells = [f"{values[key]:.3f}" if key in values else "-" for key, _ in BATCH_KEYS]
+            lines.append(f"| {row['point']} | " + " | ".join(cells) + " |")
     out.mkdir(parents=True, exist_ok=True)
     if plot_sweep_accuracy(rows, out / "accuracy.png"):
         lines += ["", "![accuracy against the swept value](accuracy.png)"]
