@@ -1,6 +1,6 @@
 """Refresh the tables of docs/results.md from the sweep summaries (after `tunedcl report runs/studies/*`).
 
-Each `<!-- summary: STUDY -->` marker in the document is followed by the first table of
+Each `<!-- summary: STUDY -->` marker in the document is followed (after a blank line) by the first table of
 runs/studies/STUDY/summary.md, and each `<!-- batch: STUDY -->` marker by its second table (the last
 epoch's denominator shares and similarities). The table after a marker is replaced; nothing else changes.
 
@@ -48,9 +48,14 @@ def fill(document: Path, studies: Path) -> int:
         wanted = 0 if kind == "summary" else 1
         if len(found) <= wanted:
             raise SystemExit(f"{summary} has no {'second ' if wanted else ''}table for marker {line!r}")
-        while index < len(lines) and lines[index].startswith("|"):  # drop the old table
-            index += 1
-        out += found[wanted]
+        probe = index
+        while probe < len(lines) and not lines[probe].strip():
+            probe += 1
+        if probe < len(lines) and lines[probe].startswith("|"):  # drop the old table (and the blank line)
+            index = probe
+            while index < len(lines) and lines[index].startswith("|"):
+                index += 1
+        out += ["", *found[wanted]]
         filled += 1
     document.write_text("\n".join(out) + "\n")
     return filled

@@ -52,7 +52,8 @@ def embeddings(run_dir: Path, trained: bool) -> tuple[list[tuple[torch.Tensor, t
                                generator=generator)
             z = model(views).projections.float()  # [B, 2, D]
             batches.append((z.reshape(-1, z.shape[-1]), dataset.train.labels[rows].repeat_interleave(2)))
-    name = f"{run_dir} ({config.loss.method}, k1 {config.loss.k1:g})" if trained else "untrained encoder"
+    loss = config.loss.method + (f", k1 {config.loss.k1:g}" if config.loss.method in ("tcl", "tcl-ssl") else "")
+    name = f"encoder trained with {loss}: {run_dir}" if trained else "untrained encoder"
     return batches, name
 
 
