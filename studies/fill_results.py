@@ -30,6 +30,7 @@ def tables(summary: Path) -> list[list[str]]:
 
 
 def fill(document: Path, studies: Path) -> int:
+    """Replace the table after every marker of ``document``; return how many were filled."""
     lines = document.read_text().splitlines()
     out: list[str] = []
     index, filled = 0, 0
@@ -56,6 +57,8 @@ def fill(document: Path, studies: Path) -> int:
             while index < len(lines) and lines[index].startswith("|"):
                 index += 1
         out += ["", *found[wanted]]
+        if index < len(lines) and lines[index].strip():  # keep text that follows apart from the table
+            out.append("")
         filled += 1
     document.write_text("\n".join(out) + "\n")
     return filled

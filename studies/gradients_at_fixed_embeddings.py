@@ -58,6 +58,7 @@ def embeddings(run_dir: Path, trained: bool) -> tuple[list[tuple[torch.Tensor, t
 
 
 def table(batches: list[tuple[torch.Tensor, torch.Tensor]], temperature: float) -> list[str]:
+    """Markdown rows: per (k1, k2) of SETTINGS, coefficients and gradient magnitudes averaged over batches."""
     lines = ["| k1 | k2 | mean c_p (pull < 0) | mean c_p, hardest positive | mean c_n | mean c_n, hardest negative "
              "| gradient from positives | gradient from negatives |", "|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for k1, k2 in SETTINGS:

@@ -18,8 +18,11 @@ from pathlib import Path
 
 import yaml
 
+from tunedcl.report import natural_key
+
 
 def setting_of(run_dir: Path) -> str:
+    """The run's config without its name, method and seed: what a TCL run and its SupCon pair share."""
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     config.pop("name", None)
     config["loss"].pop("method")
@@ -28,7 +31,7 @@ def setting_of(run_dir: Path) -> str:
 
 
 def main(folders: list[str]) -> int:
-    runs: dict[tuple[str, str], dict[str, float]] = {}  # (setting, method) -> seed -> results
+    runs: dict[tuple[str, str], dict[int, dict]] = {}  # (setting, method) -> seed -> results.json
     labels: dict[str, str] = {}
     for results_path in sorted(p for folder in folders for p in Path(folder).glob("*/seed*/results.json")):
         run_dir = results_path.parent
@@ -44,7 +47,7 @@ def main(folders: list[str]) -> int:
     lines = ["| setting | seeds | TCL - SupCon, linear (points) | TCL - SupCon, kNN (points) |", "|---|---:|---:|---:|"]
     wins = {"linear_top1": 0, "knn_top1": 0}
     settings = 0
-    for setting, label in labels.items():
+    for setting, label in sorted(labels.items(), key=lambda item: natural_key(item[1])):
         tcl, supcon = runs.get((setting, "tcl"), {}), runs.get((setting, "supcon"), {})
         seeds = sorted(tcl.keys() & supcon.keys())
         if not seeds:

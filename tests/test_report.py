@@ -56,6 +56,8 @@ def test_accuracy_plot_of_one_and_two_swept_keys(tmp_path: Path) -> None:
     # A key fixed across the grid (one value) is not an axis; three swept keys have no plot.
     fixed = [row({"loss.k1": "50000", "loss.k2": v}, 80) for v in ("1", "3")]
     assert _swept_keys(fixed) == ["loss.k2"]
+    mixed = [row({}, 80), *k1]  # a "base" point next to a k1 grid: plotted without it, no KeyError
+    assert plot_sweep_accuracy(mixed, tmp_path / "mixed.png")
     three = [row({"a.x": str(i), "a.y": str(i), "a.z": str(i)}, 80) for i in range(2)]
     assert not plot_sweep_accuracy(three, tmp_path / "three.png") and not (tmp_path / "three.png").exists()
 

@@ -242,7 +242,7 @@ def test_sweep_runs_the_grid_skips_finished_runs_and_reports(tmp_path: Path) -> 
     # A run folder left by another base config is an error, not a silent reuse.
     changed = [*command, "optim.lr=0.05"]
     stale = subprocess.run(changed, env=ENV, capture_output=True, text=True, timeout=120)
-    assert stale.returncode == 2 and "was run with a different config (differs in optim.lr)" in stale.stderr
+    assert stale.returncode == 2 and "was run with a different config (differs in optim.lr: 0.1 there, 0.05 planned)" in stale.stderr
     # --reuse: a point whose exact config finished elsewhere is linked; a new one is trained.
     other = tmp_path / "other"
     reuse = tunedcl("sweep", "--config", "quick", "--grid", "loss.k1=50,7", "--reuse", str(out), "--seeds", "1",
@@ -254,6 +254,10 @@ def test_sweep_runs_the_grid_skips_finished_runs_and_reports(tmp_path: Path) -> 
     assert "sweep: reusing" in done.stdout and "sweep: running " + str(other / "loss.k1=7") in done.stdout
     fresh = other / "loss.k1=7" / "seed0"
     assert not fresh.is_symlink() and (fresh / "results.json").is_file()
+    # A link whose run was deleted is reported before anything runs, not a crash mid-sweep.
+    subprocess.run(["rm", "-r", str(out / "loss.k1=50" / "seed0")], check=True)
+    dangling = subprocess.run(reuse, env=ENV, capture_output=True, text=True, timeout=120)
+    assert dangling.returncode == 2 and "links to a run that no longer exists" in dangling.stderr
     bad = subprocess.run(tunedcl("sweep", "--config", "quick", "--grid", "loss.k9=1", "--seeds", "1", "--out",
                                  str(tmp_path / "bad")), env=ENV, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "valid keys in loss" in bad.stderr and not (tmp_path / "bad").exists()

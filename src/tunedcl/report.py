@@ -82,7 +82,8 @@ def plot_sweep_accuracy(rows: list[dict[str, Any]], path: Path) -> bool:
     """
     plt = _pyplot()
     keys = _swept_keys(rows)
-    if plt is None or not 1 <= len(keys) <= 2 or not rows:
+    rows = [row for row in rows if all(key in row["overrides"] for key in keys)]  # e.g. a "base" point: no x
+    if plt is None or not 1 <= len(keys) <= 2 or len(rows) < 2:
         return False
     x_key = keys[-1]
     x_values = list(dict.fromkeys(str(row["overrides"][x_key]) for row in rows))
@@ -236,10 +237,10 @@ def write_run_report(run_dir: Path) -> Path:
     ]
     if plotted:
         lines += ["![loss curve](loss_curve.png)", ""]
-    if plot_gradient_curves(records, run_dir / "gradient_curves.png", title):
-        lines += ["![gradient curves](gradient_curves.png)", ""]
     else:
         lines += ["(install matplotlib, `pip install 'tunedcl[train]'`, for the loss-curve plot)", ""]
+    if plot_gradient_curves(records, run_dir / "gradient_curves.png", title):
+        lines += ["![gradient curves](gradient_curves.png)", ""]
     lines += ["| epoch | loss | lr | views/s | seconds |", "|---:|---:|---:|---:|---:|"]
     for r in records:
         if "epoch" in r:
@@ -260,7 +261,7 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def _natural_key(point: str) -> list[tuple[str, float, str]]:
+def natural_key(point: str) -> list[tuple[str, float, str]]:
     """``loss.k1=50000`` before ``loss.k1=100000``: numeric values compare as numbers."""
     key = []
     for item in point.split(","):
@@ -275,7 +276,7 @@ def write_summary(out: Path, names: list[str] | None = None, overrides: list[tup
     when ``names`` is None)."""
     if names is None:  # tunedcl report: the points found, in the sweep's own order when it wrote one
         found = [p.name for p in out.iterdir() if p.is_dir() and any(p.glob("seed*/results.json"))]
-        names = sorted(found, key=_natural_key)
+        names = sorted(found, key=natural_key)
         if (out / "summary.json").is_file():
             order = [row["point"] for row in json.loads((out / "summary.json").read_text()).get("rows", [])]
             names = [n for n in order if n in found] + [n for n in names if n not in order]

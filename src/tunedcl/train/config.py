@@ -101,7 +101,7 @@ class TrainConfig:
     threads: int | None = _opt(None, "torch CPU threads (default: torch's choice)", check=_positive)
     tensorboard: bool = _opt(True, "write TensorBoard scalars when tensorboard is installed")
     log_gradients: bool = _opt(
-        False, "log gradient magnitudes and denominator shares (mean of 8 batches per epoch; tunedcl.analysis)"
+        False, "log gradient magnitudes and denominator shares (mean over 8-15 batches per epoch; tunedcl.analysis)"
     )
 
 

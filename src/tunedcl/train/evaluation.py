@@ -13,6 +13,8 @@ from tunedcl.evaluate import extract_features, fit_linear_probe, knn_classify, p
 from tunedcl.train.config import Config
 from tunedcl.train.runtime import Runtime
 
+GEOMETRY_SAMPLES = 2000  # the pairwise measures are O(n^2); 2,000 test images give ~4M pairs
+
 
 def encoder_of(model: nn.Module) -> nn.Module:
     return model.encoder
@@ -61,9 +63,6 @@ def _classifier_accuracy(model: nn.Module, dataset: Any, config: Config, runtime
         correct += int((logits.argmax(1).cpu() == labels[start : start + config.eval.batch_size]).sum())
     model.train(was_training)
     return 100.0 * correct / len(labels)
-
-
-GEOMETRY_SAMPLES = 2000  # the pairwise measures are O(n^2); 2,000 test images give ~4M pairs
 
 
 def _geometry(test: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:

@@ -30,7 +30,7 @@ from tunedcl.train.config import Config, ConfigError
 from tunedcl.train.progress import Progress
 from tunedcl.train.runtime import Runtime, peak_memory_bytes, seed_everything
 
-GRADIENT_BATCHES = 8  # batches per epoch analysed by train.log_gradients
+GRADIENT_BATCHES = 8  # train.log_gradients analyses every (steps_per_epoch // 8)-th batch: 8 to 15 per epoch
 
 
 class TrainingError(RuntimeError):
@@ -267,8 +267,9 @@ def train(
     views_per_step = batch * n_views
     trained_seconds = 0.0
     last_loss = float("nan")
-    # train.log_gradients: up to GRADIENT_BATCHES evenly spaced batches per epoch, analysed at its end (one
-    # batch alone is noisy; the analysis runs outside the timed steps).
+    # train.log_gradients: every log_every-th batch of an epoch (8 to 15 of them), analysed at its end (one
+    # batch alone is noisy; the analysis runs outside the timed steps). An epoch resumed mid-way averages
+    # only the batches logged after the resume.
     logged_batches: list[tuple[torch.Tensor, torch.Tensor | None]] = []
     log_every = max(1, steps_per_epoch // GRADIENT_BATCHES)
     with _StopFlag() as stop:

@@ -16,6 +16,7 @@ over seeds of linear and kNN top-1.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,35 +46,41 @@ def parse_grid(items: list[str]) -> list[GridPoint]:
     return [GridPoint(tuple(point)) for point in itertools.product(*axes)]
 
 
-def _identity(config: Config) -> str:
-    """What makes two runs the same experiment: the whole config except its display name."""
-    import json
+# Fields that cannot change a run's result: two runs that differ only in these are the same experiment.
+# (train.threads and train.device do count: they change floating-point reduction order.)
+_RESULT_NEUTRAL = (("name",), ("train", "tensorboard"), ("train", "checkpoint_every_steps"))
 
+
+def _identity(config: Config) -> str:
+    """What makes two runs the same experiment: the whole config except its name and _RESULT_NEUTRAL."""
     data = config_to_dict(config)
-    data.pop("name", None)
+    for path in _RESULT_NEUTRAL:
+        section = data if len(path) == 1 else data.get(path[0], {})
+        section.pop(path[-1], None)
     return json.dumps(data, sort_keys=True, default=str)
 
 
 def _saved_config(run_dir: Path) -> Config:
+    """The config a run directory was started with (its config.yaml)."""
     import yaml
 
     return config_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
 
 
-def _differences(a: Config, b: Config) -> list[str]:
-    flat_a, flat_b = (
-        {f"{s}.{k}": v for s, sec in config_to_dict(c).items() if isinstance(sec, dict) for k, v in sec.items()}
-        for c in (a, b)
-    )
-    return sorted(k for k in flat_a.keys() | flat_b.keys() if flat_a.get(k) != flat_b.get(k))
+def _flat(config: Config) -> dict[str, Any]:
+    return {f"{s}.{k}": v for s, sec in config_to_dict(config).items() if isinstance(sec, dict) for k, v in sec.items()}
 
 
 def _check_same_config(run_dir: Path, planned: Config) -> None:
+    """ConfigError unless the run in ``run_dir`` was started with ``planned`` (up to result-neutral fields)."""
     saved = _saved_config(run_dir)
     if _identity(saved) != _identity(planned):
+        old, new = _flat(saved), _flat(planned)
+        differing = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k != "train.tensorboard")
+        shown = ", ".join(f"{k}: {old.get(k)!r} there, {new.get(k)!r} planned" for k in differing)
         raise ConfigError(
-            f"{run_dir} was run with a different config (differs in {', '.join(_differences(saved, planned))}); "
-            "remove that folder or choose another --out"
+            f"{run_dir} was run with a different config (differs in {shown}); remove that folder or choose "
+            "another --out"
         )
 
 
@@ -82,11 +89,11 @@ def finished_runs(roots: list[Path]) -> dict[str, Path]:
     found: dict[str, Path] = {}
     for root in roots:
         if not root.is_dir():
-            raise ConfigError(f"--reuse {root}: no such folder")
+            raise ConfigError(f"--reuse {root}: no such folder; expected a folder of finished runs or sweeps")
         for results in sorted(root.rglob("results.json")):
             run_dir = results.parent
             if (run_dir / "config.yaml").is_file():
-                found.setdefault(_identity(_saved_config(run_dir)), run_dir)
+                found.setdefault(_identity(_saved_config(run_dir)), run_dir.resolve())
     return found
 
 
@@ -109,19 +116,23 @@ def run_sweep(
         raise ConfigError(f"--seeds must be >= 1; got {seeds}")
     points = parse_grid(grid)
     configs = {}
-    for point in points:  # validate the whole sweep before running any of it
+    for point in points:  # validate the whole sweep, and every run folder already there, before running any
         for seed in range(seeds):
-            configs[point, seed] = load_config(config_name, [*overrides, *point.overrides, f"train.seed={seed}"])
+            config = load_config(config_name, [*overrides, *point.overrides, f"train.seed={seed}"])
+            config.name = f"{point.name} seed{seed}"
+            run_dir = out / point.name / f"seed{seed}"
+            if run_dir.is_symlink() and not run_dir.exists():
+                raise ConfigError(f"{run_dir} links to a run that no longer exists; remove the link")
+            if (run_dir / "config.yaml").is_file():
+                _check_same_config(run_dir, config)
+            configs[point, seed] = config
     earlier = finished_runs(list(reuse or []))
     for (point, seed), config in configs.items():
         run_dir = out / point.name / f"seed{seed}"
-        config.name = f"{point.name} seed{seed}"
-        if (run_dir / "config.yaml").is_file():
-            _check_same_config(run_dir, config)
-            if (run_dir / "results.json").is_file():
-                continue
-        elif not run_dir.exists() and _identity(config) in earlier:
-            source = earlier[_identity(config)].resolve()
+        if (run_dir / "results.json").is_file():
+            continue
+        if not run_dir.exists() and _identity(config) in earlier:
+            source = earlier[_identity(config)]
             run_dir.parent.mkdir(parents=True, exist_ok=True)
             run_dir.symlink_to(os.path.relpath(source, run_dir.parent.resolve()), target_is_directory=True)
             print(f"sweep: reusing {source} as {run_dir}", flush=True)
