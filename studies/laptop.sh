@@ -41,12 +41,12 @@ study b-ssl-3-views --grid loss.method=simclr,tcl-ssl data.augment=simaug loss.t
 study d-encoder-resnet18 --grid loss.method=supcon,tcl model.encoder=resnet18 model.width=0.25
 # (e') the tempered k1 term at the scale where it is no longer negligible (e^{-s/tau} ~ 1e-4 at s = 0.93)
 study e-k1-temperature-large --grid loss.k1_uses_temperature=true loss.k1=1000000,100000000
-# (a'') the supervised comparison at the main job's budget: all 60,000 images, 15 epochs (the default preset)
-study a-supervised-full --config default --grid loss.method=supcon,tcl,ce train.log_gradients=true eval.geometry=true
 # Embedding geometry (alignment, uniformity, tolerance of 2,000 test features) of the (a) and (c) encoders:
 # a re-evaluation of their checkpoints (kNN and the linear probe come out identical), then their summaries
 for run in "$OUT"/a-supervised/*/seed* "$OUT"/a-ce-equal-compute/*/seed* "$OUT"/c-k1/*/seed*; do
     [ -L "$run" ] || grep -q '"tolerance"' "$run/results.json" || "$TUNEDCL" eval "$run" eval.geometry=true >/dev/null
 done
 "$TUNEDCL" report "$OUT"/a-supervised "$OUT"/a-ce-equal-compute "$OUT"/c-k1 >/dev/null
+# (a'') the supervised comparison at the main job's budget: all 60,000 images, 15 epochs (the default preset)
+study a-supervised-full --config default --grid loss.method=supcon,tcl,ce train.log_gradients=true eval.geometry=true
 echo "== all studies done: $(date -u +%FT%TZ)"
