@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The laptop-scale studies of docs/results.md, in order; each line is one `tunedcl sweep` (3 seeds).
-#   bash studies/laptop.sh [OUT]        (default OUT: runs/studies; about 65 minutes of training and 15 of
+#   bash studies/laptop.sh [OUT]        (default OUT: runs/studies; about 65 minutes of training and 10 of
 #                                        evaluation on the 2-core CPU of docs/results.md)
 # Restartable: finished runs are skipped, cut-off ones resumed. --reuse links a run whose exact config
 # already finished in an earlier study (the shared base points) instead of training it again.
