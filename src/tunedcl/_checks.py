@@ -3,7 +3,7 @@
     >>> check_int("batch_size", 0, low=1)
     Traceback (most recent call last):
     ...
-    ValueError: batch_size must be an integer >= 1; got 0
+    ValueError: batch_size must be an integer >= 1; got 0 (int)
 
 An ``owner`` prefixes the message with where the argument belongs (``ProjectionHead: out_dim must be ...``),
 so that a typo in a config file is reported in the terms the user wrote, not as a shape error deep inside
@@ -30,11 +30,12 @@ __all__ = [
 
 
 def describe(value: object) -> str:
-    """``value`` as an error message shows it: repr for plain values, dtype and shape for tensors."""
+    """``value`` as an error message shows it: repr and type (``'0.1' (str)`` is then plain to see), dtype and
+    shape for tensors."""
     if isinstance(value, torch.Tensor):
         return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
-    if value is None or isinstance(value, bool | int | float | str):
-        return repr(value)
+    if value is None:
+        return "None"
     return f"{value!r} ({type(value).__name__})"
 
 
