@@ -11,7 +11,7 @@ from tunedcl import TCLLoss
 from tunedcl.losses.chunked import per_anchor_chunked
 from tunedcl.losses.functional import ntxent_loss, supcon_loss, tcl_loss
 from tunedcl.losses.inputs import prepare
-from tunedcl.losses.kernels import TCLKernel
+from tunedcl.losses.tcl import TCLKernel
 
 FAMILIES = {
     "tcl": lambda f, lab, m, **kw: tcl_loss(f, lab, m, temperature=0.1, k1=5000.0, k2=2.0, **kw),

@@ -91,7 +91,8 @@ def check_real(
     ok = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(float(value))
     if ok:
         number = float(value)  # type: ignore[arg-type]
-        ok = (number >= low if low_inclusive else number > low) and (number <= high if high_inclusive else number < high)
+        above = number >= low if low_inclusive else number > low
+        ok = above and (number <= high if high_inclusive else number < high)
     if not ok:
         allowed = _bounds("a finite number", low, low_inclusive, high, high_inclusive, allow_none, hint)
         raise bad_argument(name, value, allowed, owner)

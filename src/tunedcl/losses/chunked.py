@@ -3,7 +3,7 @@ r"""The memory-efficient exact path: per-anchor losses computed in row chunks by
 Logits ``L = (anchors / tau) @ contrast.T`` are produced ``chunk_size`` anchor rows at a time and never
 held whole (unless they fit ``save_logits_bytes``, in which case the backward reuses them instead of
 recomputing). Each family (TCL, SupCon L_in, NT-Xent) supplies a :class:`RowKernel`
-(:mod:`tunedcl.losses.kernels`):
+(in each family file, e.g. :class:`tunedcl.losses.tcl.TCLKernel`):
 
 * ``forward(chunk) -> (loss [m], stats [m, k])``: the per-anchor loss and a few per-row numbers
   (log-denominators) that make the backward exact without a second reduction;

@@ -14,16 +14,21 @@ NTXentLoss; that is where it differs from SupCon L_out.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from tunedcl.losses import engine
-from tunedcl.losses.base import COMMON_ARGS_DOC, ContrastiveLossModule, check_queue, path_options
-from tunedcl.losses.kernels import NTXentKernel
+from tunedcl.losses.chunked import Chunk
+from tunedcl.losses.family import ContrastiveLoss, register_loss
 from tunedcl.losses.pairs import Pairs
-from tunedcl.losses.queue import MemoryQueue
-from tunedcl.losses.validation import REDUCTIONS, check_bool, check_choice, check_real
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from tunedcl.losses.family import LossOptions
 
 
 def ntxent_row_loss(logits: Tensor, pairs: Pairs) -> Tensor:
@@ -44,38 +49,30 @@ def ntxent_row_loss(logits: Tensor, pairs: Pairs) -> Tensor:
     return pairs.sum(pair_losses) / pairs.counts
 
 
-def ntxent_loss(
-    features: Tensor,
-    labels: Tensor | None = None,
-    mask: Tensor | None = None,
-    *,
-    temperature: float = 0.5,
-    normalize: bool = True,
-    reduction: str = "mean",
-    chunk_size: int | None = None,
-    similarity_dtype: torch.dtype | None = None,
-    gather_distributed: bool = False,
-    queue: MemoryQueue | None = None,
-    update_queue: bool = True,
-) -> Tensor:
-    """Functional form of :class:`NTXentLoss`; the arguments mean the same (``queue`` as in
-    :func:`tunedcl.losses.functional.tcl_loss`)."""
-    return engine.compute(
-        features,
-        labels,
-        mask,
-        temperature=check_real("temperature", temperature, low=0.0, low_inclusive=False),
-        normalize=check_bool("normalize", normalize),
-        reduction=check_choice("reduction", reduction, REDUCTIONS),
-        row_loss=ntxent_row_loss,
-        kernel=NTXentKernel(),
-        options=path_options(chunk_size, similarity_dtype, gather_distributed),
-        queue=check_queue(queue),
-        update_queue=update_queue,
-    )
+@dataclass(frozen=True)
+class NTXentKernel:
+    """The chunked path's NT-Xent row kernel: loss = (1/|P|) sum_p softplus(lse_N - L_p),
+    dL_p = -sigmoid(lse_N - L_p) / |P|, dL_n = w e^{L_n - lse_N} with w = (1/|P|) sum_p sigmoid(lse_N - L_p)."""
+
+    def forward(self, chunk: Chunk) -> tuple[Tensor, Tensor]:
+        log_neg = chunk.row_logsumexp(exclude_positives=True)
+        margin = log_neg[chunk.pairs.rows] - chunk.pair_logits
+        counts = chunk.pairs.counts.clamp_min(1)
+        loss = chunk.pairs.sum(F.softplus(margin)) / counts
+        weight = chunk.pairs.sum(torch.sigmoid(margin)) / counts
+        return loss, torch.stack([log_neg, weight], dim=1)
+
+    def backward(self, chunk: Chunk, stats: Tensor) -> Tensor:
+        log_neg, weight = stats[:, 0], stats[:, 1]
+        rows = chunk.pairs.rows
+        pair_grad = -torch.sigmoid(log_neg[rows] - chunk.pair_logits) / chunk.pairs.counts[rows]
+        grad = chunk.exp_minus(log_neg - weight.log())
+        grad[rows, chunk.pairs.cols] = pair_grad
+        return grad
 
 
-class NTXentLoss(ContrastiveLossModule):
+@register_loss("ntxent", aliases=("simclr", "nt-xent"))
+class NTXentLoss(ContrastiveLoss):
     r"""SimCLR's NT-Xent loss: each positive pair against the anchor's negatives.
 
         L_i = (1/|P(i)|) sum_{p in P(i)} -log( e^{s_ip/tau} / (e^{s_ip/tau} + sum_{n in N(i)} e^{s_in/tau}) )
@@ -90,7 +87,10 @@ class NTXentLoss(ContrastiveLossModule):
     embeddings with 2 views give ``ln(2B - 1)``.
 
     Args:
-        temperature: tau > 0 (0.5 in SimCLR's CIFAR-10 setting; 0.1 to 0.2 common for larger batches).{common}
+        temperature: tau > 0 (0.5 in SimCLR's CIFAR-10 setting; 0.1 to 0.2 common for larger batches).
+        **options: ``normalize``, ``reduction``, ``chunk_size``, ``similarity_dtype``,
+            ``gather_distributed``, ``queue_size``: see :class:`~tunedcl.losses.family.ContrastiveLoss`.
+
     Example:
         >>> import torch
         >>> from tunedcl import NTXentLoss
@@ -100,33 +100,19 @@ class NTXentLoss(ContrastiveLossModule):
         True
     """
 
-    def __init__(
-        self,
-        temperature: float = 0.5,
-        normalize: bool = True,
-        reduction: str = "mean",
-        chunk_size: int | None = None,
-        similarity_dtype: torch.dtype | None = None,
-        gather_distributed: bool = False,
-        queue_size: int = 0,
-    ) -> None:
-        super().__init__(
-            temperature=temperature,
-            normalize=normalize,
-            reduction=reduction,
-            chunk_size=chunk_size,
-            similarity_dtype=similarity_dtype,
-            gather_distributed=gather_distributed,
-            queue_size=queue_size,
-        )
+    def __init__(self, temperature: float = 0.5, **options: Unpack[LossOptions]) -> None:
+        super().__init__(temperature=temperature, **options)
 
-    def forward(
-        self, features: Tensor, labels: Tensor | None = None, mask: Tensor | None = None
-    ) -> Tensor:
-        return ntxent_loss(features, labels, mask, **self.common_kwargs())
+    def row_loss(self, logits: Tensor, pairs: Pairs) -> Tensor:
+        return ntxent_row_loss(logits, pairs)
 
-    def extra_repr(self) -> str:
-        return self.common_repr()
+    def kernel(self) -> NTXentKernel:
+        return NTXentKernel()
+
+    def gradient_terms(self) -> dict[str, Any]:
+        """TCL with k1 = 0, k2 = 1: exact with one positive per anchor (SimCLR's 2 views), an approximation
+        with more (each pair's own denominator then leaves the other positives out)."""
+        return dict(temperature=self.temperature, k1=0.0, k2=1.0, k1_uses_temperature=False)
 
 
-NTXentLoss.__doc__ = NTXentLoss.__doc__.replace("{common}", COMMON_ARGS_DOC.rstrip() + "\n")
+ntxent_loss = NTXentLoss.functional

@@ -13,18 +13,22 @@ The SupCon paper recommends L_out (it trains better); L_out equals TCL with k1 =
 
 from __future__ import annotations
 
-from functools import partial
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
-from tunedcl.losses import engine
-from tunedcl.losses.base import COMMON_ARGS_DOC, ContrastiveLossModule, check_queue, path_options
-from tunedcl.losses.kernels import SupConInKernel, TCLKernel
+from tunedcl._checks import check_choice
+from tunedcl.losses.chunked import Chunk, RowKernel
+from tunedcl.losses.family import ContrastiveLoss, register_loss
 from tunedcl.losses.pairs import Pairs
-from tunedcl.losses.queue import MemoryQueue
-from tunedcl.losses.tcl import tcl_row_loss
-from tunedcl.losses.validation import REDUCTIONS, check_bool, check_choice, check_real
+from tunedcl.losses.tcl import TCLKernel, tcl_row_loss
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from tunedcl.losses.family import LossOptions
 
 VARIANTS = ("out", "in")
 
@@ -36,48 +40,29 @@ def supcon_in_row_loss(logits: Tensor, pairs: Pairs) -> Tensor:
     return log_all - log_positive + pairs.counts.log()
 
 
-def supcon_loss(
-    features: Tensor,
-    labels: Tensor | None = None,
-    mask: Tensor | None = None,
-    *,
-    temperature: float = 0.1,
-    variant: str = "out",
-    normalize: bool = True,
-    reduction: str = "mean",
-    chunk_size: int | None = None,
-    similarity_dtype: torch.dtype | None = None,
-    gather_distributed: bool = False,
-    queue: MemoryQueue | None = None,
-    update_queue: bool = True,
-) -> Tensor:
-    """Functional form of :class:`SupConLoss`; the arguments mean the same (``queue`` as in
-    :func:`tunedcl.losses.functional.tcl_loss`)."""
-    temperature = check_real("temperature", temperature, low=0.0, low_inclusive=False)
-    variant = check_choice("variant", variant, VARIANTS)
-    if variant == "out":
-        row_loss = partial(
-            tcl_row_loss, temperature=temperature, k1=0.0, k2=1.0, k1_uses_temperature=False
-        )
-        kernel = TCLKernel(temperature, 0.0, 1.0, False)
-    else:
-        row_loss, kernel = supcon_in_row_loss, SupConInKernel()
-    return engine.compute(
-        features,
-        labels,
-        mask,
-        temperature=temperature,
-        normalize=check_bool("normalize", normalize),
-        reduction=check_choice("reduction", reduction, REDUCTIONS),
-        row_loss=row_loss,
-        kernel=kernel,
-        options=path_options(chunk_size, similarity_dtype, gather_distributed),
-        queue=check_queue(queue),
-        update_queue=update_queue,
-    )
+@dataclass(frozen=True)
+class SupConInKernel:
+    """The chunked path's L_in row kernel: loss = lse_all - lse_P + log|P|,
+    dL_j = e^{L_j - lse_all} - [j in P] e^{L_j - lse_P}."""
+
+    def forward(self, chunk: Chunk) -> tuple[Tensor, Tensor]:
+        log_all = chunk.row_logsumexp(exclude_positives=False)
+        log_pos = chunk.pairs.logsumexp(chunk.pair_logits)
+        loss = log_all - log_pos + chunk.pairs.counts.clamp_min(1).log()
+        return loss, torch.stack([log_all, log_pos], dim=1)
+
+    def backward(self, chunk: Chunk, stats: Tensor) -> Tensor:
+        log_all, log_pos = stats[:, 0], stats[:, 1]
+        rows, pairs = chunk.pairs.rows, chunk.pair_logits
+        pair_grad = torch.exp(pairs - log_all[rows]) - torch.exp(pairs - log_pos[rows])
+        grad = chunk.exp_minus(log_all)
+        grad[rows, chunk.pairs.cols] = pair_grad
+        return grad
 
 
-class SupConLoss(ContrastiveLossModule):
+
+@register_loss("supcon")
+class SupConLoss(ContrastiveLoss):
     r"""Supervised contrastive loss, L_out (default) or L_in.
 
     With A(i) all rows but i, P(i) the positives of anchor i and s_ij = z_i . z_j:
@@ -92,7 +77,10 @@ class SupConLoss(ContrastiveLossModule):
     Args:
         temperature: tau > 0 (0.1 in the SupCon and TCL papers).
         variant: ``"out"`` (average of log-probabilities; the paper's recommendation) or ``"in"``
-            (log of the average probability).{common}
+            (log of the average probability).
+        **options: ``normalize``, ``reduction``, ``chunk_size``, ``similarity_dtype``,
+            ``gather_distributed``, ``queue_size``: see :class:`~tunedcl.losses.family.ContrastiveLoss`.
+
     Call ``loss(features, labels=None, mask=None)`` exactly as :class:`TCLLoss`.
 
     Example:
@@ -105,35 +93,26 @@ class SupConLoss(ContrastiveLossModule):
         torch.Size([])
     """
 
-    def __init__(
-        self,
-        temperature: float = 0.1,
-        variant: str = "out",
-        normalize: bool = True,
-        reduction: str = "mean",
-        chunk_size: int | None = None,
-        similarity_dtype: torch.dtype | None = None,
-        gather_distributed: bool = False,
-        queue_size: int = 0,
-    ) -> None:
-        super().__init__(
-            temperature=temperature,
-            normalize=normalize,
-            reduction=reduction,
-            chunk_size=chunk_size,
-            similarity_dtype=similarity_dtype,
-            gather_distributed=gather_distributed,
-            queue_size=queue_size,
-        )
-        self.variant = check_choice("variant", variant, VARIANTS)
+    def __init__(self, temperature: float = 0.1, variant: str = "out", **options: Unpack[LossOptions]) -> None:
+        super().__init__(temperature=temperature, hyperparameters=dict(variant=variant), **options)
 
-    def forward(
-        self, features: Tensor, labels: Tensor | None = None, mask: Tensor | None = None
-    ) -> Tensor:
-        return supcon_loss(features, labels, mask, variant=self.variant, **self.common_kwargs())
+    def check_hyperparameters(self) -> None:
+        check_choice("variant", self.variant, VARIANTS)
 
-    def extra_repr(self) -> str:
-        return f"variant={self.variant!r}, " + self.common_repr()
+    def row_loss(self, logits: Tensor, pairs: Pairs) -> Tensor:
+        if self.variant == "in":
+            return supcon_in_row_loss(logits, pairs)
+        # L_out is TCL with k1 = 0, k2 = 1: the same code, so the two cannot drift apart.
+        return tcl_row_loss(logits, pairs, temperature=self.temperature, k1=0.0, k2=1.0, k1_uses_temperature=False)
+
+    def kernel(self) -> RowKernel:
+        return SupConInKernel() if self.variant == "in" else TCLKernel(self.temperature, 0.0, 1.0, False)
+
+    def gradient_terms(self) -> dict[str, Any] | None:
+        """L_out's gradient is TCL's with k1 = 0, k2 = 1; L_in's does not have that form (None)."""
+        if self.variant == "in":
+            return None
+        return dict(temperature=self.temperature, k1=0.0, k2=1.0, k1_uses_temperature=False)
 
 
-SupConLoss.__doc__ = SupConLoss.__doc__.replace("{common}", COMMON_ARGS_DOC.rstrip() + "\n")
+supcon_loss = SupConLoss.functional

@@ -11,24 +11,35 @@ computed in log space as
     log D_i = logsumexp( {s_ip/tau} U {-s_ip + log k1} U {s_in/tau + log k2} )
     L_i     = log D_i - mean_p s_ip/tau
 
-k1 strengthens the pull from hard (far) positives; k2 scales the push from negatives. The k1 term has no
-temperature in the paper's reference code (the default); ``k1_uses_temperature=True`` uses exp(-s/tau).
+k1 adds a positive-only term to the denominator (its extra pull is largest on far positives, but raising k1
+also shrinks every positive's softmax weight: tcl.md §2); k2 scales the push from negatives. The k1 term has
+no temperature in the paper's reference code (the default); ``k1_uses_temperature=True`` uses exp(-s/tau).
+
+The chunked path's row kernel, for one anchor row with L_j = s_j / tau (self excluded), P the positive
+columns, N the others and a = tau (or 1 if tempered):
+
+    log D = logsumexp( {L_p} U {-a L_p + log k1} U {L_n + log k2} ),   loss = log D - mean_p L_p
+    dL_n  = k2 e^{L_n} / D,        dL_p = e^{L_p} / D  -  a k1 e^{-a L_p} / D  -  1/|P|
 """
 
 from __future__ import annotations
 
 import math
-from functools import partial
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
-from tunedcl.losses import engine
-from tunedcl.losses.base import COMMON_ARGS_DOC, ContrastiveLossModule, check_queue, path_options
-from tunedcl.losses.kernels import TCLKernel
+from tunedcl._checks import check_bool, check_real
+from tunedcl.losses.chunked import Chunk
+from tunedcl.losses.family import ContrastiveLoss, register_loss
 from tunedcl.losses.pairs import Pairs
-from tunedcl.losses.queue import MemoryQueue
-from tunedcl.losses.validation import REDUCTIONS, check_bool, check_choice, check_real
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from tunedcl.losses.family import LossOptions
 
 
 def tcl_row_loss(
@@ -40,7 +51,8 @@ def tcl_row_loss(
     k2: float,
     k1_uses_temperature: bool,
 ) -> Tensor:
-    """Per-anchor TCL loss from ``logits = s / tau`` rows (every row has at least one positive)."""
+    """Per-anchor TCL loss from ``logits = s / tau`` rows (every row has at least one positive): the dense
+    autograd path's row loss."""
     pair_logits = logits[pairs.rows, pairs.cols]
     main = logits
     if k2 != 1.0:  # negatives carry log k2; positives are put back unweighted
@@ -55,54 +67,50 @@ def tcl_row_loss(
     return log_denominator - pairs.sum(pair_logits) / pairs.counts
 
 
-def tcl_loss(
-    features: Tensor,
-    labels: Tensor | None = None,
-    mask: Tensor | None = None,
-    *,
-    temperature: float = 0.1,
-    k1: float = 5000.0,
-    k2: float = 1.0,
-    k1_uses_temperature: bool = False,
-    normalize: bool = True,
-    reduction: str = "mean",
-    chunk_size: int | None = None,
-    similarity_dtype: torch.dtype | None = None,
-    gather_distributed: bool = False,
-    queue: MemoryQueue | None = None,
-    update_queue: bool = True,
-) -> Tensor:
-    """Functional form of :class:`TCLLoss`; the arguments mean the same. ``queue`` is a
-    :class:`MemoryQueue` used as extra contrast rows and, if ``update_queue``, fed this batch."""
-    temperature = check_real("temperature", temperature, low=0.0, low_inclusive=False)
-    k1 = check_real("k1", k1, low=0.0, low_inclusive=True)
-    k2 = check_real("k2", k2, low=0.0, low_inclusive=False)
-    k1_uses_temperature = check_bool("k1_uses_temperature", k1_uses_temperature)
-    row_loss = partial(
-        tcl_row_loss,
-        temperature=temperature,
-        k1=k1,
-        k2=k2,
-        k1_uses_temperature=k1_uses_temperature,
-    )
-    return engine.compute(
-        features,
-        labels,
-        mask,
-        temperature=temperature,
-        normalize=check_bool("normalize", normalize),
-        reduction=check_choice("reduction", reduction, REDUCTIONS),
-        row_loss=row_loss,
-        kernel=TCLKernel(temperature, k1, k2, k1_uses_temperature),
-        options=path_options(chunk_size, similarity_dtype, gather_distributed),
-        queue=check_queue(queue),
-        update_queue=update_queue,
-    )
+@dataclass(frozen=True)
+class TCLKernel:
+    """The chunked path's TCL row kernel (the equations in the module docstring)."""
+
+    temperature: float
+    k1: float
+    k2: float
+    k1_uses_temperature: bool
+
+    @property
+    def pull_scale(self) -> float:
+        """a in exp(-a L_p): exp(-s) = exp(-tau L); the tempered form exp(-s/tau) = exp(-L)."""
+        return 1.0 if self.k1_uses_temperature else self.temperature
+
+    def forward(self, chunk: Chunk) -> tuple[Tensor, Tensor]:
+        pairs = chunk.pair_logits
+        terms = [
+            chunk.row_logsumexp(exclude_positives=True) + math.log(self.k2),
+            chunk.pairs.logsumexp(pairs),
+        ]
+        if self.k1 > 0:
+            terms.append(chunk.pairs.logsumexp(pairs * -self.pull_scale + math.log(self.k1)))
+        log_d = torch.logsumexp(torch.stack(terms, dim=1), dim=1)
+        mean_positive = chunk.pairs.sum(pairs) / chunk.pairs.counts.clamp_min(1)
+        return log_d - mean_positive, log_d[:, None]
+
+    def backward(self, chunk: Chunk, stats: Tensor) -> Tensor:
+        log_d = stats[:, 0]
+        rows, pairs = chunk.pairs.rows, chunk.pair_logits
+        pair_log_d = log_d[rows]
+        pair_grad = torch.exp(pairs - pair_log_d) - (1.0 / chunk.pairs.counts)[rows]
+        if self.k1 > 0:
+            a = self.pull_scale
+            pair_grad -= a * torch.exp(pairs * -a + (math.log(self.k1) - pair_log_d))
+        grad = chunk.exp_minus(log_d - math.log(self.k2))
+        grad[rows, chunk.pairs.cols] = pair_grad
+        return grad
 
 
-class TCLLoss(ContrastiveLossModule):
-    r"""Tuned Contrastive Learning loss: SupCon with a tunable pull from hard positives (k1) and push
-    from negatives (k2).
+
+@register_loss("tcl")
+class TCLLoss(ContrastiveLoss):
+    r"""Tuned Contrastive Learning loss: SupCon with a positive-only term in the denominator (k1) and a
+    tunable push from negatives (k2).
 
     For anchor i with positives P(i) (same label, or the other views of the same sample), negatives
     N(i) (all other rows) and s_ij = z_i . z_j of L2-normalised embeddings:
@@ -120,13 +128,13 @@ class TCLLoss(ContrastiveLossModule):
         k1: >= 0, weight of the hard-positive term exp(-s_ip) (5000 in the paper's code; 0 disables it).
         k2: > 0, weight of the negatives in the denominator (1 in the paper's code).
         k1_uses_temperature: if True the k1 term is exp(-s_ip / tau). The paper's code has no tau there;
-            with tau = 0.1 the tempered term reaches k1 * e^10 and needs a much smaller k1.{common}
-    Call ``loss(features, labels=None, mask=None)``:
-        features: ``[N, D]`` or ``[B, V, D]`` (V views per sample, flattened sample-major: row b*V+v).
-        labels: ``[N]`` or ``[B]`` integer class labels; rows with equal labels are positives.
-        mask: ``[N, N]`` or ``[B, B]`` boolean positive relation (multi-label or custom positives);
-            with ``[B, V, D]`` features the other views of a sample are always its positives.
-        With neither labels nor mask, positives are the other views of the same sample (self-supervised).
+            with tau = 0.1 the tempered term reaches k1 * e^10 and needs a much smaller k1.
+        **options: ``normalize``, ``reduction``, ``chunk_size``, ``similarity_dtype``,
+            ``gather_distributed``, ``queue_size``: see :class:`~tunedcl.losses.family.ContrastiveLoss`.
+
+    Call ``loss(features, labels=None, mask=None)`` with ``[N, D]`` features and ``[N]`` labels or
+    ``[B, V, D]`` views and ``[B]`` labels; without labels or mask the other views of a sample are its
+    positives (self-supervised). See :class:`~tunedcl.losses.family.ContrastiveLoss`.
 
     Example:
         >>> import torch
@@ -146,44 +154,29 @@ class TCLLoss(ContrastiveLossModule):
         k1: float = 5000.0,
         k2: float = 1.0,
         k1_uses_temperature: bool = False,
-        normalize: bool = True,
-        reduction: str = "mean",
-        chunk_size: int | None = None,
-        similarity_dtype: torch.dtype | None = None,
-        gather_distributed: bool = False,
-        queue_size: int = 0,
+        **options: Unpack[LossOptions],
     ) -> None:
-        super().__init__(
-            temperature=temperature,
-            normalize=normalize,
-            reduction=reduction,
-            chunk_size=chunk_size,
-            similarity_dtype=similarity_dtype,
-            gather_distributed=gather_distributed,
-            queue_size=queue_size,
-        )
-        self.k1 = check_real("k1", k1, low=0.0, low_inclusive=True)
-        self.k2 = check_real("k2", k2, low=0.0, low_inclusive=False)
-        self.k1_uses_temperature = check_bool("k1_uses_temperature", k1_uses_temperature)
+        hyperparameters = dict(k1=k1, k2=k2, k1_uses_temperature=k1_uses_temperature)
+        super().__init__(temperature=temperature, hyperparameters=hyperparameters, **options)
 
-    def forward(
-        self, features: Tensor, labels: Tensor | None = None, mask: Tensor | None = None
-    ) -> Tensor:
-        return tcl_loss(
-            features,
-            labels,
-            mask,
-            k1=self.k1,
-            k2=self.k2,
+    def check_hyperparameters(self) -> None:
+        self.k1 = check_real("k1", self.k1, low=0.0)
+        self.k2 = check_real("k2", self.k2, low=0.0, low_inclusive=False)
+        check_bool("k1_uses_temperature", self.k1_uses_temperature)
+
+    def row_loss(self, logits: Tensor, pairs: Pairs) -> Tensor:
+        return tcl_row_loss(
+            logits, pairs, temperature=self.temperature, k1=self.k1, k2=self.k2,
             k1_uses_temperature=self.k1_uses_temperature,
-            **self.common_kwargs(),
         )
 
-    def extra_repr(self) -> str:
-        return (
-            f"k1={self.k1}, k2={self.k2}, k1_uses_temperature={self.k1_uses_temperature}, "
-            + self.common_repr()
+    def kernel(self) -> TCLKernel:
+        return TCLKernel(self.temperature, self.k1, self.k2, self.k1_uses_temperature)
+
+    def gradient_terms(self) -> dict[str, Any]:
+        return dict(
+            temperature=self.temperature, k1=self.k1, k2=self.k2, k1_uses_temperature=self.k1_uses_temperature
         )
 
 
-TCLLoss.__doc__ = TCLLoss.__doc__.replace("{common}", COMMON_ARGS_DOC.rstrip() + "\n")
+tcl_loss = TCLLoss.functional
