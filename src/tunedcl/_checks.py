@@ -24,6 +24,7 @@ __all__ = [
     "check_bool",
     "check_choice",
     "check_int",
+    "check_probability",
     "check_real",
     "describe",
 ]
@@ -96,6 +97,14 @@ def check_real(
     if not ok:
         allowed = _bounds("a finite number", low, low_inclusive, high, high_inclusive, allow_none, hint)
         raise bad_argument(name, value, allowed, owner)
+    return float(value)  # type: ignore[arg-type]
+
+
+def check_probability(name: str, value: object, owner: str | None = None) -> float:
+    """``value`` as a float if it is a number in [0, 1] (the chance that a random step happens)."""
+    ok = isinstance(value, Real) and not isinstance(value, bool) and 0.0 <= float(value) <= 1.0  # NaN fails too
+    if not ok:
+        raise bad_argument(name, value, "a probability in [0, 1]", owner)
     return float(value)  # type: ignore[arg-type]
 
 
