@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import copy
 import math
 import pathlib
 
@@ -13,6 +14,7 @@ from torch import nn
 
 import tunedcl.models as models_pkg
 from tunedcl.models import (
+    MODELS,
     BasicBlock,
     Bottleneck,
     ContrastiveModel,
@@ -125,7 +127,7 @@ def test_model_options_lists_builder_keywords_with_defaults():
     assert model_options("small-cnn") == {"width": 1.0}
 
 
-def test_register_model_adds_a_custom_encoder_and_rejects_duplicates():
+def test_register_model_adds_a_custom_encoder_and_rejects_duplicates(monkeypatch):
     class Tiny(Encoder):
         def __init__(self, in_channels: int = 3, dim: int = 4) -> None:
             super().__init__()
@@ -135,14 +137,13 @@ def test_register_model_adds_a_custom_encoder_and_rejects_duplicates():
         def forward_features(self, x: torch.Tensor) -> torch.Tensor:
             return self.conv(x)
 
-    try:
+    with monkeypatch.context() as patch:  # registers into a copy, so other tests never see "tiny-test"
+        patch.setattr(registry_mod, "MODELS", copy.deepcopy(registry_mod.MODELS))
         register_model("tiny-test")(Tiny)
         enc = create_model("tiny-test", in_channels=1, dim=5)
         assert enc(torch.randn(2, 1, 6, 6)).shape == (2, 5)
         with pytest.raises(ValueError, match="already registered"):
             register_model("tiny-test")(Tiny)
-    finally:
-        registry_mod._MODELS.pop("tiny-test", None)
     assert "tiny-test" not in list_models()
 
 
@@ -152,6 +153,17 @@ def test_unknown_model_name_lists_known_models(name):
         create_model(name)
     for known in list_models():
         assert known in str(info.value)
+
+
+def test_a_misspelt_model_name_suggests_the_closest_one():
+    with pytest.raises(ValueError, match="unknown model 'resnet19'; did you mean 'resnet18'"):
+        create_model("resnet19")
+
+
+def test_every_model_has_a_one_line_description():
+    described = dict(MODELS.describe())
+    assert sorted(described) == list_models()
+    assert all(len(text) > 20 for text in described.values()), described
 
 
 def test_non_string_model_name_is_a_value_error():
@@ -169,14 +181,14 @@ def test_unknown_keyword_names_argument_value_and_allowed_options():
 
 @pytest.mark.parametrize("stem", ["CIFAR", "imagenet1k", "", None, 3])
 def test_bad_stem_is_rejected(stem):
-    with pytest.raises(ValueError, match=r"stem must be 'cifar' or 'imagenet', got"):
+    with pytest.raises(ValueError, match=r"stem must be one of 'cifar', 'imagenet'; got"):
         create_model("resnet18", stem=stem)
 
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet50", "small-cnn"])
 @pytest.mark.parametrize("width", [0, -1.0, float("nan"), float("inf"), True, "2", None])
 def test_bad_width_is_rejected(name, width):
-    with pytest.raises(ValueError, match=r"width must be a finite number > 0, got"):
+    with pytest.raises(ValueError, match=r"width must be a finite number > 0; got"):
         create_model(name, width=width)
 
 
@@ -190,7 +202,7 @@ def test_width_too_small_for_one_channel_is_rejected():
 @pytest.mark.parametrize("name", ["resnet18", "small-cnn"])
 @pytest.mark.parametrize("in_channels", [0, -3, 2.5, True, "3", None])
 def test_bad_in_channels_is_rejected(name, in_channels):
-    with pytest.raises(ValueError, match=r"in_channels must be a positive integer.*got"):
+    with pytest.raises(ValueError, match=r"in_channels must be an integer >= 1.*got"):
         create_model(name, in_channels=in_channels)
 
 
@@ -209,7 +221,7 @@ def test_zero_init_residual_must_be_a_bool(value):
 def test_resnet_rejects_a_layout_without_four_stages():
     with pytest.raises(ValueError, match="4 stages"):
         ResNet(BasicBlock, (2, 2, 2))
-    with pytest.raises(ValueError, match="each entry of layers must be a positive integer"):
+    with pytest.raises(ValueError, match="each entry of layers must be an integer >= 1"):
         ResNet(BasicBlock, (2, 0, 2, 2))
 
 
@@ -471,14 +483,14 @@ def test_projection_head_batch_norm_option():
 @pytest.mark.parametrize(
     ("kw", "match"),
     [
-        ({"in_dim": 0}, "in_dim must be a positive integer, got 0"),
+        ({"in_dim": 0}, "in_dim must be an integer >= 1; got 0"),
         (
             {"in_dim": 8, "hidden_dim": -1},
-            "hidden_dim must be a positive integer .or None for in_dim., got -1",
+            "hidden_dim must be an integer >= 1 .or None for in_dim.; got -1",
         ),
-        ({"in_dim": 8, "out_dim": 0}, "out_dim must be a positive integer, got 0"),
-        ({"in_dim": 8, "out_dim": 2.0}, "out_dim must be a positive integer, got 2.0"),
-        ({"in_dim": 8, "batch_norm": "yes"}, "batch_norm must be True or False, got 'yes'"),
+        ({"in_dim": 8, "out_dim": 0}, "out_dim must be an integer >= 1; got 0"),
+        ({"in_dim": 8, "out_dim": 2.0}, "out_dim must be an integer >= 1; got 2.0"),
+        ({"in_dim": 8, "batch_norm": "yes"}, "batch_norm must be True or False; got 'yes'"),
     ],
 )
 def test_projection_head_rejects_bad_arguments(kw, match):
@@ -511,11 +523,11 @@ def test_contrastive_model_accepts_a_custom_head_and_rejects_bad_inputs():
     model = ContrastiveModel(enc, head)
     assert model.head is head and model.feature_dim == 64
     assert model(torch.randn(3, 3, 16, 16)).projections.shape == (3, 4)
-    with pytest.raises(ValueError, match=r"got shape \(3, 16, 16\)"):
+    with pytest.raises(ValueError, match=r"of shape \(3, 16, 16\)"):
         model(torch.randn(3, 16, 16))
-    with pytest.raises(ValueError, match="must expose a positive int feature_dim, got None"):
+    with pytest.raises(ValueError, match=r"encoder.feature_dim must be an integer >= 1 .the encoder must expose its feature size.; got None"):
         ContrastiveModel(nn.Linear(3, 3))
-    with pytest.raises(ValueError, match="out_dim must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="out_dim must be an integer >= 1; got 0"):
         ContrastiveModel(enc, out_dim=0)
 
 
@@ -539,7 +551,7 @@ def test_linear_classifier_with_frozen_encoder_is_a_linear_probe():
     assert torch.equal(bn.running_mean, before)  # BatchNorm statistics frozen too
     assert all(p.grad is None and not p.requires_grad for p in model.encoder.parameters())
     assert model.fc.weight.grad is not None
-    with pytest.raises(ValueError, match="num_classes must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="num_classes must be an integer >= 1; got 0"):
         LinearClassifier(create_model("small-cnn", width=0.25), num_classes=0)
 
 
@@ -561,5 +573,7 @@ def test_models_package_imports_only_torch_and_the_standard_library():
             else:
                 continue
             for module in names:
-                ok = module.split(".")[0] in allowed_roots or module.startswith("tunedcl.models")
+                # tunedcl.registry and tunedcl._checks are the shared, torch-only registry and argument checks.
+                shared = module in ("tunedcl.registry", "tunedcl._checks")
+                ok = module.split(".")[0] in allowed_roots or module.startswith("tunedcl.models") or shared
                 assert ok, f"{path.name} imports {module}"

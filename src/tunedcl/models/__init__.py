@@ -13,8 +13,8 @@ This package depends on torch only; it knows nothing of the losses or the data.
 
 from tunedcl.models.base import Encoder, init_conv_bn
 from tunedcl.models.heads import ProjectionHead
-from tunedcl.models.registry import create_model, list_models, model_options, register_model
-from tunedcl.models.resnet import BasicBlock, Bottleneck, ResNet, resnet18, resnet34, resnet50, resnet101
+from tunedcl.models.registry import MODELS, create_model, list_models, model_options, register_model
+from tunedcl.models.resnet import BasicBlock, Bottleneck, ResidualBlock, ResNet, resnet18, resnet34, resnet50, resnet101
 from tunedcl.models.small_cnn import SmallCNN, small_cnn
 from tunedcl.models.wrappers import ContrastiveModel, ContrastiveOutput, LinearClassifier
 
@@ -25,8 +25,10 @@ __all__ = [
     "ContrastiveOutput",
     "Encoder",
     "LinearClassifier",
+    "MODELS",
     "ProjectionHead",
     "ResNet",
+    "ResidualBlock",
     "SmallCNN",
     "create_model",
     "init_conv_bn",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tunedcl.models._checks import check_bool, check_positive_int
+from tunedcl._checks import check_bool, check_int
 
 
 class ProjectionHead(nn.Module):
@@ -35,12 +35,13 @@ class ProjectionHead(nn.Module):
         self, in_dim: int, hidden_dim: int | None = None, out_dim: int = 128, batch_norm: bool = False
     ) -> None:
         super().__init__()
-        in_dim = check_positive_int("ProjectionHead", "in_dim", in_dim)
+        owner = "ProjectionHead"
+        in_dim = check_int("in_dim", in_dim, low=1, owner=owner)
         if hidden_dim is None:
             hidden_dim = in_dim
-        hidden_dim = check_positive_int("ProjectionHead", "hidden_dim", hidden_dim, "or None for in_dim")
-        out_dim = check_positive_int("ProjectionHead", "out_dim", out_dim)
-        batch_norm = check_bool("ProjectionHead", "batch_norm", batch_norm)
+        hidden_dim = check_int("hidden_dim", hidden_dim, low=1, owner=owner, hint="or None for in_dim")
+        out_dim = check_int("out_dim", out_dim, low=1, owner=owner)
+        batch_norm = check_bool("batch_norm", batch_norm, owner=owner)
         self.in_dim, self.hidden_dim, self.out_dim = in_dim, hidden_dim, out_dim
         layers: list[nn.Module] = [nn.Linear(in_dim, hidden_dim, bias=not batch_norm)]
         if batch_norm:

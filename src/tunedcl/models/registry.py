@@ -1,8 +1,10 @@
 """Encoders by name: ``create_model("resnet18", in_channels=1, width=0.5)``, timm-style.
 
-Builders register themselves with ``@register_model(name)``. ``create_model`` checks the keyword
-arguments against the builder's signature before calling it, so a misspelt option in a config file is a
-ValueError naming it and listing the allowed ones, not a TypeError from deep inside a constructor.
+Builders register themselves with ``@register_model(name)`` into ``MODELS``, a ``tunedcl.registry.Registry``
+(so unknown names get its did-you-mean error, and ``MODELS.describe()`` lists every encoder with the first
+line of its builder's docstring). ``create_model`` checks the keyword arguments against the builder's
+signature before calling it, so a misspelt option in a config file is a ValueError naming it and listing
+the allowed ones, not a TypeError from deep inside a constructor.
 """
 
 from __future__ import annotations
@@ -12,31 +14,25 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from tunedcl.models.base import Encoder
+from tunedcl.registry import Registry
 
 Builder = Callable[..., Encoder]
 B = TypeVar("B", bound=Builder)
 
-_MODELS: dict[str, Builder] = {}
-
-
-def _normalise(name: str) -> str:
-    # "ResNet18" and "small_cnn" are the spellings people type in YAML; accept them.
-    return name.strip().lower().replace("_", "-")
+MODELS: Registry[Builder] = Registry("model")
 
 
 def register_model(name: str) -> Callable[[B], B]:
-    """Decorator adding an encoder builder to the registry under ``name``.
+    """Decorator adding an encoder builder to ``MODELS`` under ``name``.
 
-    The builder must accept ``in_channels`` and keyword options, and return an ``Encoder``.
+    The builder must accept ``in_channels`` and keyword options, and return an ``Encoder``; the first line
+    of its docstring is the model's description.
     """
-    key = _normalise(name)
 
     def decorator(builder: B) -> B:
-        if key in _MODELS:
-            raise ValueError(f"register_model: a model named {key!r} is already registered")
         if "in_channels" not in inspect.signature(builder).parameters:
-            raise ValueError(f"register_model: builder for {key!r} must accept an in_channels argument")
-        _MODELS[key] = builder
+            raise ValueError(f"register_model: builder for {name!r} must accept an in_channels argument")
+        MODELS.add(name, builder)
         return builder
 
     return decorator
@@ -44,23 +40,16 @@ def register_model(name: str) -> Callable[[B], B]:
 
 def list_models() -> list[str]:
     """Names accepted by ``create_model``, sorted."""
-    return sorted(_MODELS)
+    return MODELS.names()
 
 
 def model_options(name: str) -> dict[str, object]:
     """The keyword options of model ``name`` (besides ``in_channels``) and their defaults."""
-    builder = _lookup(name)
     return {
         p.name: p.default
-        for p in inspect.signature(builder).parameters.values()
+        for p in inspect.signature(MODELS.get(name)).parameters.values()
         if p.name != "in_channels" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
     }
-
-
-def _lookup(name: object) -> Builder:
-    if not isinstance(name, str) or _normalise(name) not in _MODELS:
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
-    return _MODELS[_normalise(name)]
 
 
 def create_model(name: str, in_channels: int = 3, **kwargs: object) -> Encoder:
@@ -84,12 +73,12 @@ def create_model(name: str, in_channels: int = 3, **kwargs: object) -> Encoder:
         >>> enc.feature_dim
         128
     """
-    builder = _lookup(name)
-    allowed = model_options(name)
-    for key, value in kwargs.items():
-        if key not in allowed:
+    key = MODELS.key(name)
+    allowed = model_options(key)
+    for option, value in kwargs.items():
+        if option not in allowed:
             raise ValueError(
-                f"create_model({_normalise(name)!r}): unknown argument {key}={value!r}; "
+                f"create_model({key!r}): unknown argument {option}={value!r}; "
                 f"allowed: in_channels, {', '.join(allowed)}"
             )
-    return builder(in_channels=in_channels, **kwargs)
+    return MODELS.get(key)(in_channels=in_channels, **kwargs)

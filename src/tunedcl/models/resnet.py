@@ -14,19 +14,13 @@ Stems:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
-from tunedcl.models._checks import (
-    check_bool,
-    check_choice,
-    check_in_channels,
-    check_positive_int,
-    scaled_channels,
-)
-from tunedcl.models.base import Encoder, init_conv_bn
+from tunedcl._checks import bad_argument, check_bool, check_choice, check_int
+from tunedcl.models.base import Encoder, check_in_channels, init_conv_bn, scaled_channels
 from tunedcl.models.registry import register_model
 
 STEMS = ("cifar", "imagenet")
@@ -48,58 +42,62 @@ def _shortcut(in_channels: int, out_channels: int, stride: int) -> nn.Module:
     return nn.Sequential(_conv1x1(in_channels, out_channels, stride), nn.BatchNorm2d(out_channels))
 
 
-class BasicBlock(nn.Module):
+class ResidualBlock(nn.Module):
+    """``relu(branch(x) + shortcut(x))``, the branch a chain of conv-BatchNorm pairs with a ReLU between pairs.
+
+    The pairs are registered as ``conv1``, ``bn1``, ``conv2``, ... in order: the names each block had
+    spelled out, so the ``state_dict`` keys (and checkpoints saved before) stay the same, and so does the
+    module order, which sets the order of the random weight initialisation.
+
+    Args:
+        convs: the branch's convolutions, in order; each is followed by a BatchNorm of its output.
+        shortcut: the identity, or the projection where the block changes the shape.
+    """
+
+    expansion: int
+
+    def __init__(self, convs: Sequence[nn.Conv2d], shortcut: nn.Module) -> None:
+        super().__init__()
+        self.depth = len(convs)
+        for i, conv in enumerate(convs, start=1):
+            self.add_module(f"conv{i}", conv)
+            self.add_module(f"bn{i}", nn.BatchNorm2d(conv.out_channels))
+        self.relu = nn.ReLU(inplace=True)
+        self.shortcut = shortcut
+
+    @property
+    def last_bn(self) -> nn.BatchNorm2d:
+        """The BatchNorm closing the residual branch (zeroed by ``zero_init_residual``)."""
+        return getattr(self, f"bn{self.depth}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = x
+        for i in range(1, self.depth + 1):
+            out = getattr(self, f"bn{i}")(getattr(self, f"conv{i}")(out))
+            if i < self.depth:  # the last pair's ReLU comes after the sum
+                out = self.relu(out)
+        return self.relu(out + self.shortcut(x))
+
+
+class BasicBlock(ResidualBlock):
     """Two 3x3 convs with a residual connection (ResNet-18/34)."""
 
     expansion = 1
 
     def __init__(self, in_channels: int, planes: int, stride: int = 1) -> None:
-        super().__init__()
-        self.conv1 = _conv3x3(in_channels, planes, stride)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = _conv3x3(planes, planes)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.relu = nn.ReLU(inplace=True)
-        self.shortcut = _shortcut(in_channels, planes, stride)
-
-    @property
-    def last_bn(self) -> nn.BatchNorm2d:
-        """The BatchNorm closing the residual branch (zeroed by ``zero_init_residual``)."""
-        return self.bn2
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + self.shortcut(x))
+        convs = [_conv3x3(in_channels, planes, stride), _conv3x3(planes, planes)]
+        super().__init__(convs, _shortcut(in_channels, planes, stride))
 
 
-class Bottleneck(nn.Module):
+class Bottleneck(ResidualBlock):
     """1x1 reduce, 3x3 (strided), 1x1 expand by 4, with a residual connection (ResNet-50/101)."""
 
     expansion = 4
 
     def __init__(self, in_channels: int, planes: int, stride: int = 1) -> None:
-        super().__init__()
         out_channels = planes * self.expansion
-        self.conv1 = _conv1x1(in_channels, planes)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = _conv3x3(planes, planes, stride)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = _conv1x1(planes, out_channels)
-        self.bn3 = nn.BatchNorm2d(out_channels)
-        self.relu = nn.ReLU(inplace=True)
-        self.shortcut = _shortcut(in_channels, out_channels, stride)
-
-    @property
-    def last_bn(self) -> nn.BatchNorm2d:
-        """The BatchNorm closing the residual branch (zeroed by ``zero_init_residual``)."""
-        return self.bn3
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.relu(out + self.shortcut(x))
+        convs = [_conv1x1(in_channels, planes), _conv3x3(planes, planes, stride), _conv1x1(planes, out_channels)]
+        super().__init__(convs, _shortcut(in_channels, out_channels, stride))
 
 
 def _stem(in_channels: int, out_channels: int, stem: str) -> nn.Sequential:
@@ -130,7 +128,7 @@ class ResNet(Encoder):
 
     def __init__(
         self,
-        block: type[BasicBlock] | type[Bottleneck],
+        block: type[ResidualBlock],
         layers: Sequence[int],
         in_channels: int = 3,
         stem: str = "cifar",
@@ -140,12 +138,12 @@ class ResNet(Encoder):
         super().__init__()
         owner = f"ResNet({block.__name__}, {list(layers)})"
         if len(layers) != 4:
-            raise ValueError(f"{owner}: layers must give the block count of 4 stages, got {list(layers)}")
+            raise bad_argument("layers", list(layers), "the block counts of 4 stages", owner)
         for count in layers:
-            check_positive_int(owner, "each entry of layers", count)
+            check_int("each entry of layers", count, low=1, owner=owner)
         in_channels = check_in_channels(owner, in_channels)
-        stem = check_choice(owner, "stem", stem, STEMS)
-        zero_init_residual = check_bool(owner, "zero_init_residual", zero_init_residual)
+        stem = check_choice("stem", stem, STEMS, owner)
+        zero_init_residual = check_bool("zero_init_residual", zero_init_residual, owner)
         base = scaled_channels(owner, _BASE_CHANNELS, width)
         self.in_channels = in_channels
         self.stem_type = stem
@@ -168,7 +166,7 @@ class ResNet(Encoder):
         init_conv_bn(self)
         if zero_init_residual:
             for m in self.modules():
-                if isinstance(m, (BasicBlock, Bottleneck)):
+                if isinstance(m, ResidualBlock):
                     nn.init.zeros_(m.last_bn.weight)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -185,36 +183,21 @@ class ResNet(Encoder):
         )
 
 
-# One explicit builder per name: create_model reads their signatures to list and check the options.
+def _register_resnet(depth: int, block: type[ResidualBlock], layers: Sequence[int]) -> Callable[..., ResNet]:
+    """Register ``resnet{depth}``: a builder whose signature ``create_model`` reads to list and check options."""
+
+    def build(
+        in_channels: int = 3, stem: str = "cifar", width: float = 1.0, zero_init_residual: bool = False
+    ) -> ResNet:
+        return ResNet(block, layers, in_channels, stem, width, zero_init_residual)
+
+    build.__name__ = build.__qualname__ = f"resnet{depth}"
+    features = 512 * block.expansion
+    build.__doc__ = f"ResNet-{depth}: {block.__name__} x {list(layers)}, {features} * width features."
+    return register_model(build.__name__)(build)
 
 
-@register_model("resnet18")
-def resnet18(
-    in_channels: int = 3, stem: str = "cifar", width: float = 1.0, zero_init_residual: bool = False
-) -> ResNet:
-    """ResNet-18: BasicBlock x [2, 2, 2, 2], ``feature_dim = 512 * width``."""
-    return ResNet(BasicBlock, (2, 2, 2, 2), in_channels, stem, width, zero_init_residual)
-
-
-@register_model("resnet34")
-def resnet34(
-    in_channels: int = 3, stem: str = "cifar", width: float = 1.0, zero_init_residual: bool = False
-) -> ResNet:
-    """ResNet-34: BasicBlock x [3, 4, 6, 3], ``feature_dim = 512 * width``."""
-    return ResNet(BasicBlock, (3, 4, 6, 3), in_channels, stem, width, zero_init_residual)
-
-
-@register_model("resnet50")
-def resnet50(
-    in_channels: int = 3, stem: str = "cifar", width: float = 1.0, zero_init_residual: bool = False
-) -> ResNet:
-    """ResNet-50: Bottleneck x [3, 4, 6, 3], ``feature_dim = 2048 * width``."""
-    return ResNet(Bottleneck, (3, 4, 6, 3), in_channels, stem, width, zero_init_residual)
-
-
-@register_model("resnet101")
-def resnet101(
-    in_channels: int = 3, stem: str = "cifar", width: float = 1.0, zero_init_residual: bool = False
-) -> ResNet:
-    """ResNet-101: Bottleneck x [3, 4, 23, 3], ``feature_dim = 2048 * width``."""
-    return ResNet(Bottleneck, (3, 4, 23, 3), in_channels, stem, width, zero_init_residual)
+resnet18 = _register_resnet(18, BasicBlock, (2, 2, 2, 2))
+resnet34 = _register_resnet(34, BasicBlock, (3, 4, 6, 3))
+resnet50 = _register_resnet(50, Bottleneck, (3, 4, 6, 3))
+resnet101 = _register_resnet(101, Bottleneck, (3, 4, 23, 3))

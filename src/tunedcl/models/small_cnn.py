@@ -11,8 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tunedcl.models._checks import check_in_channels, scaled_channels
-from tunedcl.models.base import Encoder, init_conv_bn
+from tunedcl.models.base import Encoder, check_in_channels, init_conv_bn, scaled_channels
 from tunedcl.models.registry import register_model
 
 _BASE_CHANNELS = 32
@@ -63,5 +62,5 @@ class SmallCNN(Encoder):
 
 @register_model("small-cnn")
 def small_cnn(in_channels: int = 3, width: float = 1.0) -> SmallCNN:
-    """The fast CPU encoder (see ``SmallCNN``)."""
+    """Four conv blocks of 32-64-128-256 channels (times width): the fast encoder for CPU runs."""
     return SmallCNN(in_channels=in_channels, width=width)

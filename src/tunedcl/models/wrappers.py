@@ -7,15 +7,14 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from tunedcl.models._checks import check_bool, check_positive_int
+from tunedcl._checks import bad_argument, check_bool, check_int
 from tunedcl.models.heads import ProjectionHead
 
 
 def _encoder_dim(owner: str, encoder: nn.Module) -> int:
+    """The encoder's ``feature_dim``: the wrappers size their heads from it rather than running the encoder."""
     dim = getattr(encoder, "feature_dim", None)
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim <= 0:
-        raise ValueError(f"{owner}: encoder must expose a positive int feature_dim, got {dim!r}")
-    return dim
+    return check_int("encoder.feature_dim", dim, low=1, owner=owner, hint="the encoder must expose its feature size")
 
 
 class ContrastiveOutput(NamedTuple):
@@ -53,16 +52,14 @@ class ContrastiveModel(nn.Module):
         self.feature_dim = _encoder_dim("ContrastiveModel", encoder)
         self.encoder = encoder
         if head is None:
-            out_dim = check_positive_int("ContrastiveModel", "out_dim", out_dim)
+            out_dim = check_int("out_dim", out_dim, low=1, owner="ContrastiveModel")
             head = ProjectionHead(self.feature_dim, out_dim=out_dim)
         self.head = head
 
     def forward(self, images: torch.Tensor) -> ContrastiveOutput:
         if images.dim() not in (4, 5):
-            raise ValueError(
-                f"ContrastiveModel: expected images [N, C, H, W] or views [B, V, C, H, W], "
-                f"got shape {tuple(images.shape)}"
-            )
+            allowed = "images [N, C, H, W] or views [B, V, C, H, W]"
+            raise bad_argument("images", images, allowed, owner="ContrastiveModel")
         leading = images.shape[:-3]
         flat = images.reshape(-1, *images.shape[-3:]) if images.dim() == 5 else images
         features = self.encoder(flat)
@@ -90,8 +87,8 @@ class LinearClassifier(nn.Module):
     def __init__(self, encoder: nn.Module, num_classes: int, freeze_encoder: bool = False) -> None:
         super().__init__()
         self.feature_dim = _encoder_dim("LinearClassifier", encoder)
-        num_classes = check_positive_int("LinearClassifier", "num_classes", num_classes)
-        self.freeze_encoder = check_bool("LinearClassifier", "freeze_encoder", freeze_encoder)
+        num_classes = check_int("num_classes", num_classes, low=1, owner="LinearClassifier")
+        self.freeze_encoder = check_bool("freeze_encoder", freeze_encoder, owner="LinearClassifier")
         self.encoder = encoder
         self.fc = nn.Linear(self.feature_dim, num_classes)
         if self.freeze_encoder:
