@@ -30,7 +30,7 @@ from _data_files import (
     write_cifar_tar,
     write_idx_dataset,
 )
-from tunedcl.data import Dataset, Split, list_datasets, load_dataset
+from tunedcl.data import DATASETS, Dataset, Split, list_datasets, load_dataset
 
 FASHION_DEBIAN = Path("/usr/share/datasets/fashion-mnist")
 SRC_DATA = Path(__file__).resolve().parents[1] / "src" / "tunedcl" / "data"
@@ -79,20 +79,30 @@ def test_registry_lists_every_source_and_rejects_unknown_names():
     }
     with pytest.raises(ValueError, match="unknown dataset 'imagenet'.*cifar10, cifar100"):
         load_dataset("imagenet")
+    with pytest.raises(ValueError, match="unknown dataset 'fashion_mnst'; did you mean 'fashion-mnist'"):
+        load_dataset("fashion_mnst")
+    with pytest.raises(ValueError, match="unknown dataset None"):
+        load_dataset(None)  # type: ignore[arg-type]
+
+
+def test_every_dataset_has_a_one_line_description():
+    described = dict(DATASETS.describe())
+    assert sorted(described) == list_datasets()
+    assert all(len(text) > 20 and "\n" not in text for text in described.values()), described
 
 
 @pytest.mark.parametrize(
     ("kwargs", "pattern"),
     [
-        ({"fraction": 0}, r"fraction=0 is not allowed.*0 < fraction <= 1"),
-        ({"fraction": 1.5}, r"fraction=1\.5 is not allowed"),
-        ({"per_class": 0}, r"per_class=0 is not allowed.*integer >= 1"),
-        ({"per_class": 2.5}, r"per_class=2\.5 is not allowed"),
+        ({"fraction": 0}, r"fraction must be a finite number > 0 and <= 1, or None; got 0"),
+        ({"fraction": 1.5}, r"fraction must be .*; got 1\.5"),
+        ({"per_class": 0}, r"per_class must be an integer >= 1.*; got 0"),
+        ({"per_class": 2.5}, r"per_class must be .*; got 2\.5"),
         ({"fraction": 0.5, "per_class": 3}, r"fraction=0\.5 and per_class=3 were both given"),
-        ({"seed": -1}, r"seed=-1 is not allowed"),
-        ({"download": "yes"}, r"download='yes' is not allowed.*True or False"),
-        ({"subset_test": 1}, r"subset_test=1 is not allowed"),
-        ({"verify": "no"}, r"verify='no' is not allowed"),
+        ({"seed": -1}, r"seed must be .*; got -1"),
+        ({"download": "yes"}, r"download must be True or False; got 'yes'"),
+        ({"subset_test": 1}, r"subset_test must be .*; got 1"),
+        ({"verify": "no"}, r"verify must be .*; got 'no'"),
         ({"colour": True}, r"unknown option\(s\) for dataset 'mnist': colour; its options are: verify"),
     ],
 )
@@ -352,7 +362,7 @@ def test_cifar100_fine_and_coarse_labels_from_the_archive(tmp_path, label_type, 
     _assert_split(ds.test, *cifar_arrays(batches, ["test"], key))
     assert len(ds.classes) == n and ds.classes[1] == f"{label_type}1"
     assert ds.mean == (0.5071, 0.4867, 0.4408) and ds.std == (0.2675, 0.2565, 0.2761)
-    with pytest.raises(ValueError, match=r"label_type='medium' is not allowed.*'fine' or 'coarse'"):
+    with pytest.raises(ValueError, match=r"label_type must be one of 'fine', 'coarse'; got 'medium'"):
         load_dataset("cifar100", root=tmp_path, label_type="medium")
     with pytest.raises(ValueError, match=r"unknown option\(s\) for dataset 'cifar10': label_type"):
         load_dataset("cifar10", root=tmp_path, label_type="fine")
@@ -529,8 +539,30 @@ def test_image_folder_class_lists_and_imagenet100(tmp_path):
         load_dataset(
             "image-folder", root=tmp_path, image_size=8, classes="imagenet100", cache_dir=tmp_path / "c"
         )
-    with pytest.raises(ValueError, match=r"classes=\['a', 'a'\] is not allowed"):
+    with pytest.raises(ValueError, match=r"classes must be .*; got \['a', 'a'\]"):
         load_dataset("image-folder", root=tmp_path, classes=["a", "a"])
+
+
+def test_image_folder_imagenet100_loads_exactly_the_listed_classes(tmp_path):
+    Image = pytest.importorskip("PIL.Image", reason="Pillow not installed (pip install 'tunedcl[images]')")
+    wnids = image_folder.imagenet100_classes()
+    extras = ["n99999901", "n99999902"]  # folders of a full ImageNet tree that are not on the CMC list
+    counts = {}
+    for i, wnid in enumerate(wnids + extras):
+        counts[wnid] = 1 + i % 2  # one or two images per class, so that counts tell the classes apart
+        for split in ("train", "val"):
+            (tmp_path / split / wnid).mkdir(parents=True)
+            for j in range(counts[wnid]):
+                colour = (i, j * 100, 255 - i)
+                Image.new("RGB", (6 + j, 5), colour).save(tmp_path / split / wnid / f"{wnid}_{j}.png")
+    ds = load_dataset("image-folder", root=tmp_path, image_size=4, classes="imagenet100", cache_dir=tmp_path / "c")
+    assert ds.classes == tuple(sorted(wnids)) and ds.num_classes == 100
+    expected = [label for label, wnid in enumerate(sorted(wnids)) for _ in range(counts[wnid])]
+    for split in (ds.train, ds.test):
+        assert split.labels.tolist() == expected  # every listed class, in sorted order; no extra folder
+        assert split.images.shape == (len(expected), 3, 4, 4)
+    first = sorted(wnids)[0]
+    assert ds.train.images[0, 0, 0, 0] == wnids.index(first)  # red channel = the class's position in the list
 
 
 def test_image_folder_errors_name_the_file_and_leave_no_cache(tmp_path):
@@ -542,11 +574,11 @@ def test_image_folder_errors_name_the_file_and_leave_no_cache(tmp_path):
     with pytest.raises(ValueError, match=r"broken.jpg: cannot decode image"):
         load_dataset("image-folder", root=tmp_path / "tree", image_size=8, cache_dir=cache)
     assert list(cache.iterdir()) == []  # the half-built cache is gone
-    with pytest.raises(ValueError, match=r"root=None is not allowed"):
+    with pytest.raises(ValueError, match=r"root must be .*; got None"):
         load_dataset("image-folder")
-    with pytest.raises(ValueError, match=r"image_size=0 is not allowed"):
+    with pytest.raises(ValueError, match=r"image_size must be .*; got 0"):
         load_dataset("image-folder", root=tmp_path / "tree", image_size=0)
-    with pytest.raises(ValueError, match=r"channels=2 is not allowed.*1 or 3"):
+    with pytest.raises(ValueError, match=r"channels must be one of 1, 3; got 2"):
         load_dataset("image-folder", root=tmp_path / "tree", channels=2)
     (tmp_path / "only-train" / "train" / "a").mkdir(parents=True)
     with pytest.raises(

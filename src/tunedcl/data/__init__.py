@@ -6,6 +6,6 @@
 (torch.Size([60000, 1, 28, 28]), torch.int64)
 """
 
-from tunedcl.data.sources import Dataset, Split, list_datasets, load_dataset, register_dataset
+from tunedcl.data.sources import DATASETS, Dataset, Split, list_datasets, load_dataset, register_dataset
 
-__all__ = ["Dataset", "Split", "list_datasets", "load_dataset", "register_dataset"]
+__all__ = ["DATASETS", "Dataset", "Split", "list_datasets", "load_dataset", "register_dataset"]

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from tunedcl._checks import check_bool
 from tunedcl.data.sources import files
 from tunedcl.data.sources.core import (
     Dataset,
     as_split,
-    check_bool,
     check_count,
     check_expected,
     check_labels,

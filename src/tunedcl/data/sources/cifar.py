@@ -18,38 +18,35 @@ from typing import Any
 
 import numpy as np
 
+from tunedcl._checks import check_bool, check_choice
 from tunedcl.data.sources import files
-from tunedcl.data.sources.core import (
-    Dataset,
-    as_split,
-    bad_argument,
-    check_bool,
-    check_count,
-    check_expected,
-    check_labels,
-    register_dataset,
-)
+from tunedcl.data.sources.core import Dataset, as_split, check_count, check_expected, check_labels, register_dataset
 
 _PIXELS = 3 * 32 * 32
+CIFAR_PAGE = "https://www.cs.toronto.edu/~kriz/"  # where both archives are published
 
 
 @dataclass(frozen=True)
 class CifarSpec:
-    """Everything that differs between CIFAR-10 and CIFAR-100."""
+    """Everything that differs between CIFAR-10 and CIFAR-100 (both have 50,000 + 10,000 images)."""
 
     name: str
     archive: str  # the published file name
     folder: str  # the folder the archive unpacks to
     md5: str  # of the archive, as published on the CIFAR page
-    url: str
     train_files: tuple[str, ...]
     test_files: tuple[str, ...]
     meta_file: str
     label_types: Mapping[str, tuple[str, str, int]]  # label_type -> (labels key, names key, classes)
-    n_train: int
-    n_test: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    n_train: int = 50000
+    n_test: int = 10000
+    url: str = ""  # default: the archive on the CIFAR page
+
+    def __post_init__(self) -> None:
+        if not self.url:
+            object.__setattr__(self, "url", CIFAR_PAGE + self.archive)
 
 
 SPECS: dict[str, CifarSpec] = {
@@ -58,13 +55,10 @@ SPECS: dict[str, CifarSpec] = {
         archive="cifar-10-python.tar.gz",
         folder="cifar-10-batches-py",
         md5="c58f30108f718f92721af3b95e74349a",
-        url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
         train_files=tuple(f"data_batch_{i}" for i in range(1, 6)),
         test_files=("test_batch",),
         meta_file="batches.meta",
         label_types={"fine": ("labels", "label_names", 10)},
-        n_train=50000,
-        n_test=10000,
         # The TCL reference code's constants (shared research notes, section 3).
         mean=(0.4914, 0.4822, 0.4465),
         std=(0.2023, 0.1994, 0.2010),
@@ -74,7 +68,6 @@ SPECS: dict[str, CifarSpec] = {
         archive="cifar-100-python.tar.gz",
         folder="cifar-100-python",
         md5="eb9058c3a382ffc7106e4002c42a8d85",
-        url="https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
         train_files=("train",),
         test_files=("test",),
         meta_file="meta",
@@ -82,8 +75,6 @@ SPECS: dict[str, CifarSpec] = {
             "fine": ("fine_labels", "fine_label_names", 100),
             "coarse": ("coarse_labels", "coarse_label_names", 20),
         },
-        n_train=50000,
-        n_test=10000,
         mean=(0.5071, 0.4867, 0.4408),
         std=(0.2675, 0.2565, 0.2761),
     ),
@@ -184,8 +175,7 @@ def _class_names(data: bytes, where: str, names_key: str, num_classes: int) -> t
 
 def load_cifar(spec: CifarSpec, root: Path | None, download: bool, label_type: str, verify: bool) -> Dataset:
     """Find (or download) and read one CIFAR dataset."""
-    if label_type not in spec.label_types:
-        raise bad_argument("label_type", label_type, " or ".join(repr(t) for t in spec.label_types))
+    check_choice("label_type", label_type, tuple(spec.label_types))
     check_bool("verify", verify)
     label_key, names_key, num_classes = spec.label_types[label_type]
 

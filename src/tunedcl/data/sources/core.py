@@ -1,8 +1,9 @@
-"""The dataset contract (`Dataset`, `Split`), the registry of sources, and `load_dataset`.
+"""The dataset contract (`Dataset`, `Split`), the registry of sources (`DATASETS`), and `load_dataset`.
 
 A source is a function ``fn(root, download, **options) -> Dataset`` registered under a name with
-`register_dataset`. It returns the whole dataset; `load_dataset` then applies the quick-run subset
-options (``fraction``, ``per_class``, ``seed``, ``subset_test``) the same way for every source.
+`register_dataset`; the first line of its docstring describes it in ``DATASETS.describe()``. It returns the
+whole dataset; `load_dataset` then applies the quick-run subset options (``fraction``, ``per_class``,
+``seed``, ``subset_test``) the same way for every source.
 """
 
 from __future__ import annotations
@@ -16,14 +17,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from tunedcl._checks import bad_argument, check_bool, check_int, check_real
+from tunedcl.registry import Registry
+
 SourceFn = Callable[..., "Dataset"]
 
-_SOURCES: dict[str, SourceFn] = {}
-
-
-def bad_argument(name: str, value: Any, allowed: str) -> ValueError:
-    """The one shape of every bad-argument error: which argument, what was given, what is allowed."""
-    return ValueError(f"{name}={value!r} is not allowed: {name} must be {allowed}")
+DATASETS: Registry[SourceFn] = Registry("dataset")
 
 
 @dataclass(frozen=True, eq=False)
@@ -42,13 +41,11 @@ class Split:
     def __post_init__(self) -> None:
         im, lb = self.images, self.labels
         if not isinstance(im, torch.Tensor) or im.dtype != torch.uint8 or im.dim() != 4:
-            got = f"{im.dtype} {tuple(im.shape)}" if isinstance(im, torch.Tensor) else type(im).__name__
-            raise ValueError(f"Split.images must be a uint8 tensor [n, C, H, W], got {got}")
+            raise bad_argument("images", im, "a uint8 tensor [n, C, H, W]", owner="Split")
         if not im.is_contiguous():
-            raise ValueError("Split.images must be contiguous")
+            raise bad_argument("images", im, "contiguous", owner="Split")
         if not isinstance(lb, torch.Tensor) or lb.dtype != torch.int64 or lb.dim() != 1:
-            got = f"{lb.dtype} {tuple(lb.shape)}" if isinstance(lb, torch.Tensor) else type(lb).__name__
-            raise ValueError(f"Split.labels must be an int64 tensor [n], got {got}")
+            raise bad_argument("labels", lb, "an int64 tensor [n]", owner="Split")
         if lb.shape[0] != im.shape[0]:
             raise ValueError(f"Split has {im.shape[0]} images but {lb.shape[0]} labels")
 
@@ -130,28 +127,17 @@ class Dataset:
 
 
 def register_dataset(name: str) -> Callable[[SourceFn], SourceFn]:
-    """Register ``fn(root: Path | None, download: bool, **options) -> Dataset`` under `name`.
+    """Register ``fn(root: Path | None, download: bool, **options) -> Dataset`` in `DATASETS` under `name`.
 
-    The keyword options `fn` declares are the options `load_dataset` accepts for that name.
+    The keyword options `fn` declares are the options `load_dataset` accepts for that name; the first line
+    of its docstring is the dataset's description.
     """
-
-    def decorator(fn: SourceFn) -> SourceFn:
-        key = _normalise_name(name)
-        if key in _SOURCES:
-            raise ValueError(f"a dataset source named {key!r} is already registered")
-        _SOURCES[key] = fn
-        return fn
-
-    return decorator
+    return DATASETS.register(name)
 
 
 def list_datasets() -> list[str]:
     """Names `load_dataset` accepts, sorted."""
-    return sorted(_SOURCES)
-
-
-def _normalise_name(name: str) -> str:
-    return name.strip().lower().replace("_", "-")
+    return DATASETS.names()
 
 
 def load_dataset(
@@ -188,17 +174,13 @@ def load_dataset(
         >>> ds.train.images.shape, ds.mean                         # doctest: +SKIP
         (torch.Size([1000, 1, 28, 28]), (0.5,))
     """
-    if not isinstance(name, str):
-        raise bad_argument("name", name, f"a string, one of {list_datasets()}")
-    key = _normalise_name(name)
-    if key not in _SOURCES:
-        raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(list_datasets())}")
+    key = DATASETS.key(name)
     if root is not None and not isinstance(root, (str, Path)):
         raise bad_argument("root", root, "a path (str or pathlib.Path) or None")
     check_bool("download", download)
     _check_subset_args(fraction, per_class, seed, subset_test)
 
-    fn = _SOURCES[key]
+    fn = DATASETS.get(key)
     allowed = [
         p.name for p in inspect.signature(fn).parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY
     ]
@@ -218,30 +200,15 @@ def load_dataset(
     return replace(ds, train=train, test=test)
 
 
-def check_bool(name: str, value: Any) -> None:
-    """Raise `bad_argument` unless `value` is a real bool (1 or "yes" are refused, not guessed at)."""
-    if not isinstance(value, bool):
-        raise bad_argument(name, value, "True or False")
-
-
 def _check_subset_args(fraction: Any, per_class: Any, seed: Any, subset_test: Any) -> None:
     if fraction is not None and per_class is not None:
         raise ValueError(
             f"fraction={fraction!r} and per_class={per_class!r} were both given; give at most one"
         )
-    if fraction is not None and (
-        isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1
-    ):
-        raise bad_argument("fraction", fraction, "a number with 0 < fraction <= 1, or None")
-    if per_class is not None and (not _is_int(per_class) or per_class < 1):
-        raise bad_argument("per_class", per_class, "an integer >= 1, or None")
-    if not _is_int(seed) or seed < 0:
-        raise bad_argument("seed", seed, "an integer >= 0")
+    check_real("fraction", fraction, low=0.0, low_inclusive=False, high=1.0, allow_none=True)
+    check_int("per_class", per_class, low=1, allow_none=True)
+    check_int("seed", seed, low=0)
     check_bool("subset_test", subset_test)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def per_class_permutations(labels: np.ndarray, seed: int) -> list[np.ndarray]:

@@ -16,17 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from tunedcl._checks import check_bool
 from tunedcl.data.sources import files
-from tunedcl.data.sources.core import (
-    Dataset,
-    Split,
-    as_split,
-    check_bool,
-    check_count,
-    check_expected,
-    check_labels,
-    register_dataset,
-)
+from tunedcl.data.sources.core import Dataset, as_split, check_count, check_expected, check_labels, register_dataset
 
 TRAIN_IMAGES, TRAIN_LABELS = "train-images-idx3-ubyte", "train-labels-idx1-ubyte"
 TEST_IMAGES, TEST_LABELS = "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"
@@ -231,8 +223,7 @@ def load_idx_dataset(spec: IdxSpec, root: Path | None, download: bool, verify: b
     if verify:
         check_expected("train count", spec.n_train, len(train_x), str(paths[TRAIN_IMAGES]))
         check_expected("test count", spec.n_test, len(test_x), str(paths[TEST_IMAGES]))
-    train: Split = as_split(train_x, train_y)
-    test: Split = as_split(test_x, test_y)
+    train, test = as_split(train_x, train_y), as_split(test_x, test_y)
     return Dataset(
         spec.name, train, test, spec.classes, spec.mean, spec.std, source=os.path.dirname(paths[TRAIN_IMAGES])
     )

@@ -32,8 +32,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from tunedcl._checks import bad_argument, check_choice, check_int
 from tunedcl.data.sources import files
-from tunedcl.data.sources.core import Dataset, Split, bad_argument, register_dataset
+from tunedcl.data.sources.core import Dataset, Split, register_dataset
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +204,10 @@ def image_folder(
     cache_dir: str | Path | None = None,
     workers: int | None = None,
 ) -> Dataset:
-    """A class-per-folder tree under `root` (``train/`` and ``val/`` or ``test/``), cached as uint8 maps.
+    """A class-per-folder image tree (root/train/<class>/, root/val/<class>/), e.g. ImageNet-100, decoded once.
+
+    `root` holds ``train/`` and ``val/`` (or ``test/``), one folder per class in each; the decoded images
+    are cached as memory-mapped uint8 arrays.
 
     Args:
         image_size: side of the square images the tree is resized and centre-cropped to.
@@ -218,12 +222,9 @@ def image_folder(
         raise bad_argument("root", root, "the folder holding train/ and val/ (or test/) for image-folder")
     if download:
         raise bad_argument("download", download, "False for image-folder (there is nothing to download)")
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
-        raise bad_argument("image_size", image_size, "an integer >= 1")
-    if channels not in (1, 3) or isinstance(channels, bool):
-        raise bad_argument("channels", channels, "1 or 3")
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise bad_argument("workers", workers, "an integer >= 1, or None")
+    image_size = check_int("image_size", image_size, low=1)
+    check_choice("channels", channels, (1, 3))
+    workers = check_int("workers", workers, low=1, allow_none=True)
     if cache_dir is not None and not isinstance(cache_dir, (str, Path)):
         raise bad_argument("cache_dir", cache_dir, "a path, or None")
     try:
