@@ -12,7 +12,8 @@ Main entry point::
     views = make_views(images_uint8, n_views=2, preset="simaug", mean=MEAN, std=STD, generator=g)
     # -> [B, 2, C, H, W], normalised
 
-Presets (`list_presets()`): `none`, `crop-flip`, `simaug`, `autoaug`, `randaug`; see `presets`.
+Presets (`list_presets()`, described by `AUGMENTATIONS.describe()`): `none`, `crop-flip`, `simaug`, `autoaug`,
+`randaug`; see `presets`.
 
 Choices where the recipes leave room:
 - Colour jitter applies its four adjustments in a random order drawn per image, as torchvision does.
@@ -27,7 +28,7 @@ Choices where the recipes leave room:
 
 Modules: `geometric` (crops, flips, affine warps), `color` (per-image colour and tone ops), `jitter`
 (random colour transforms), `blur` (Gaussian blur), `policies` (AutoAugment, RandAugment), `presets`
-(named recipes, `make_views`, `normalize`).
+(named recipes, `make_views`, `normalize`), `common` (image checks and the random draws all of them use).
 """
 
 from .blur import default_blur_kernel_size, gaussian_blur, random_gaussian_blur
@@ -61,9 +62,10 @@ from .geometric import (
 )
 from .jitter import color_jitter, random_grayscale, random_solarize
 from .policies import AUTOAUGMENT_CIFAR10_POLICY, RANDAUGMENT_OPS, auto_augment, rand_augment
-from .presets import apply_preset, default_crop_padding, list_presets, make_views, normalize
+from .presets import AUGMENTATIONS, apply_preset, default_crop_padding, find_preset, list_presets, make_views, normalize
 
 __all__ = [
+    "AUGMENTATIONS",
     "AUTOAUGMENT_CIFAR10_POLICY",
     "RANDAUGMENT_OPS",
     "adjust_brightness",
@@ -79,6 +81,7 @@ __all__ = [
     "default_blur_kernel_size",
     "default_crop_padding",
     "equalize",
+    "find_preset",
     "gaussian_blur",
     "grayscale",
     "hflip",

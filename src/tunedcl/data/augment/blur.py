@@ -8,16 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._common import (
-    apply_grouped,
-    bernoulli,
-    check_probability,
-    check_range,
-    expand_param,
-    is_int,
-    to_float,
-    uniform,
-)
+from tunedcl._checks import bad_argument, check_probability
+
+from .common import apply_grouped, bernoulli, check_range, expand_param, is_int, to_float, uniform
 
 __all__ = ["default_blur_kernel_size", "gaussian_blur", "random_gaussian_blur"]
 
@@ -30,12 +23,11 @@ def default_blur_kernel_size(height: int, width: int) -> int:
 
 def _check_kernel_size(kernel_size: int, height: int, width: int) -> int:
     if not is_int(kernel_size) or kernel_size < 1 or kernel_size % 2 == 0:
-        raise ValueError(f"kernel_size must be an odd positive int, got {kernel_size!r}")
+        raise bad_argument("kernel_size", kernel_size, "an odd int >= 1")
     if kernel_size // 2 >= min(height, width):
-        raise ValueError(
-            f"kernel_size {kernel_size} is too large for {height}x{width} images (reflect padding "
-            f"needs kernel_size // 2 < {min(height, width)})"
-        )
+        # Reflect padding by kernel_size // 2 needs that many pixels beyond the border pixel.
+        allowed = f"at most {2 * min(height, width) - 1} for {height}x{width} images"
+        raise bad_argument("kernel_size", kernel_size, allowed)
     return kernel_size
 
 
@@ -73,9 +65,7 @@ def random_gaussian_blur(
     `kernel_size` defaults to `default_blur_kernel_size` (about 10% of the image side, odd).
     """
     p = check_probability("p", p)
-    s_low, s_high = check_range("sigma", sigma, lower=0.0)
-    if s_low <= 0:
-        raise ValueError(f"sigma must be positive, got {tuple(sigma)!r}")
+    s_low, s_high = check_range("sigma", sigma, lower=0.0, lower_inclusive=False)
     x = to_float(images)
     if kernel_size is not None:
         _check_kernel_size(kernel_size, x.shape[2], x.shape[3])

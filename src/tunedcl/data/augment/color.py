@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._common import expand_param, map_cpu_chunks, to_float
+from .common import expand_param, map_cpu_chunks, to_float
 
 __all__ = [
     "rgb_to_grayscale",

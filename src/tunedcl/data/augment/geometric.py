@@ -14,13 +14,15 @@ pixel that contains the point (floor of each coordinate; see `affine_nearest` on
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._common import check_probability, check_range, expand_param, is_int, randint, to_float, uniform
+from tunedcl._checks import bad_argument, check_int, check_probability
+
+from .common import check_range, expand_param, is_int, randint, to_float, uniform
 
 __all__ = [
     "hflip",
@@ -44,15 +46,10 @@ __all__ = [
 def _size_pair(size: int | Sequence[int] | None, images: Tensor, name: str = "size") -> tuple[int, int]:
     if size is None:
         return int(images.shape[-2]), int(images.shape[-1])
-    if is_int(size):
-        pair = (size, size)
-    elif isinstance(size, Sequence) and len(size) == 2 and all(is_int(s) for s in size):
-        pair = (int(size[0]), int(size[1]))
-    else:
-        raise ValueError(f"{name} must be an int or an (height, width) pair of ints, got {size!r}")
-    if min(pair) < 1:
-        raise ValueError(f"{name} must be positive, got {size!r}")
-    return pair
+    pair = (size, size) if is_int(size) else size
+    if not (isinstance(pair, Sequence) and len(pair) == 2 and all(is_int(s) and s >= 1 for s in pair)):
+        raise bad_argument(name, size, "an int >= 1 or a (height, width) pair of ints >= 1")
+    return int(pair[0]), int(pair[1])
 
 
 def _warp(
@@ -114,12 +111,6 @@ def random_hflip(images: Tensor, p: float = 0.5, generator: torch.Generator | No
     return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
 
 
-def _check_padding(padding: int) -> int:
-    if not is_int(padding) or padding < 0:
-        raise ValueError(f"padding must be an int >= 0, got {padding!r}")
-    return padding
-
-
 def _random_flips(p: float, n: int, generator: torch.Generator | None, device: torch.device) -> Tensor:
     return uniform(0.0, 1.0, (n,), generator, device) < check_probability("hflip_p", p)
 
@@ -140,12 +131,13 @@ def random_crop(
     With `hflip_p`, the crop is then mirrored with that probability, in the same resampling pass: the
     mirrored crop reads input column `(out_w - x') + left - padding` at output x' (pixel-corner units).
     """
-    _check_padding(padding)
+    check_int("padding", padding, low=0)
     x = to_float(images)
     b, _, h, w = x.shape
     out_h, out_w = _size_pair(size, x)
-    if out_h > h + 2 * padding or out_w > w + 2 * padding:
-        raise ValueError(f"size {(out_h, out_w)} is larger than the padded image {(h + 2 * padding, w + 2 * padding)}")
+    padded = (h + 2 * padding, w + 2 * padding)
+    if out_h > padded[0] or out_w > padded[1]:
+        raise bad_argument("size", (out_h, out_w), f"at most the padded image size, {padded}")
     flip = _random_flips(hflip_p, b, generator, x.device)
     top = randint(0, h + 2 * padding - out_h + 1, (b,), generator, x.device)
     left = randint(0, w + 2 * padding - out_w + 1, (b,), generator, x.device)
@@ -209,10 +201,8 @@ def sample_resized_crop_boxes(
     `w = round(sqrt(A r))`, `h = round(sqrt(A / r))`; the first try that fits is used, at a uniform position.
     When none fits, the fallback is the central crop of the whole image with the ratio clamped to `ratio`.
     """
-    s_low, s_high = check_range("scale", scale, lower=0.0)
-    r_low, r_high = check_range("ratio", ratio, lower=0.0)
-    if s_low <= 0 or r_low <= 0:
-        raise ValueError(f"scale and ratio must be positive, got scale={tuple(scale)}, ratio={tuple(ratio)}")
+    s_low, s_high = check_range("scale", scale, lower=0.0, lower_inclusive=False)
+    r_low, r_high = check_range("ratio", ratio, lower=0.0, lower_inclusive=False)
     dev = torch.device("cpu") if device is None else torch.device(device)
     h, w, tries = height, width, 10
     area = uniform(s_low, s_high, (n, tries), generator, dev) * (h * w)
@@ -275,7 +265,7 @@ def affine_nearest(images: Tensor, matrix: Tensor, fill: float = 0.0) -> Tensor:
     if m.shape == (2, 3):
         m = m.expand(b, 2, 3)
     if m.shape != (b, 2, 3):
-        raise ValueError(f"matrix must have shape [{b}, 2, 3] or [2, 3], got {tuple(m.shape)}")
+        raise bad_argument("matrix", m, f"a tensor of shape [{b}, 2, 3] or [2, 3]")
     return _warp(x, m, h, w, mode="nearest", fill=fill)
 
 
@@ -308,36 +298,35 @@ def rotation_matrix(degrees: Tensor, height: int, width: int) -> Tensor:
     return torch.stack(rows, dim=1).view(-1, 2, 3)
 
 
+def _warp_each(
+    images: Tensor, value: float | Tensor, name: str, matrices: Callable[[Tensor, Tensor], Tensor], fill: float
+) -> Tensor:
+    """`affine_nearest` with `matrices(x, v)`, v the per-image `[B]` parameter `value` (named `name`)."""
+    x = to_float(images)
+    v = expand_param(value, x.shape[0], x.device, name)
+    return affine_nearest(x, matrices(x, v), fill)
+
+
 def shear_x(images: Tensor, factor: float | Tensor, fill: float = 0.0) -> Tensor:
     """Horizontal shear about the top edge: output (x, y) reads input (x + factor y, y)."""
-    x = to_float(images)
-    f = expand_param(factor, x.shape[0], x.device, "factor")
-    return affine_nearest(x, shear_matrix(f, torch.zeros_like(f)), fill)
+    return _warp_each(images, factor, "factor", lambda x, f: shear_matrix(f, torch.zeros_like(f)), fill)
 
 
 def shear_y(images: Tensor, factor: float | Tensor, fill: float = 0.0) -> Tensor:
     """Vertical shear about the left edge: output (x, y) reads input (x, y + factor x)."""
-    x = to_float(images)
-    f = expand_param(factor, x.shape[0], x.device, "factor")
-    return affine_nearest(x, shear_matrix(torch.zeros_like(f), f), fill)
+    return _warp_each(images, factor, "factor", lambda x, f: shear_matrix(torch.zeros_like(f), f), fill)
 
 
 def translate_x(images: Tensor, pixels: float | Tensor, fill: float = 0.0) -> Tensor:
     """Move the content `pixels` to the right (negative: left): output x reads input x - pixels."""
-    x = to_float(images)
-    d = expand_param(pixels, x.shape[0], x.device, "pixels")
-    return affine_nearest(x, translation_matrix(d, torch.zeros_like(d)), fill)
+    return _warp_each(images, pixels, "pixels", lambda x, d: translation_matrix(d, torch.zeros_like(d)), fill)
 
 
 def translate_y(images: Tensor, pixels: float | Tensor, fill: float = 0.0) -> Tensor:
     """Move the content `pixels` down (negative: up): output y reads input y - pixels."""
-    x = to_float(images)
-    d = expand_param(pixels, x.shape[0], x.device, "pixels")
-    return affine_nearest(x, translation_matrix(torch.zeros_like(d), d), fill)
+    return _warp_each(images, pixels, "pixels", lambda x, d: translation_matrix(torch.zeros_like(d), d), fill)
 
 
 def rotate(images: Tensor, degrees: float | Tensor, fill: float = 0.0) -> Tensor:
     """Rotate counter-clockwise by `degrees` about the image centre (W/2, H/2), as `PIL.Image.rotate`."""
-    x = to_float(images)
-    d = expand_param(degrees, x.shape[0], x.device, "degrees")
-    return affine_nearest(x, rotation_matrix(d, x.shape[2], x.shape[3]), fill)
+    return _warp_each(images, degrees, "degrees", lambda x, d: rotation_matrix(d, x.shape[2], x.shape[3]), fill)

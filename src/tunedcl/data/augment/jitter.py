@@ -11,8 +11,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from tunedcl._checks import check_probability, check_real
+
 from . import color
-from ._common import bernoulli, check_probability, check_range, map_cpu_chunks, to_float, uniform
+from .common import bernoulli, check_range, map_cpu_chunks, to_float, uniform
 
 __all__ = ["color_jitter", "random_grayscale", "random_solarize"]
 
@@ -113,8 +115,8 @@ def random_solarize(
 ) -> Tensor:
     """Solarize each image (invert pixels >= `threshold`, in [0, 1]) with probability `p`."""
     p = check_probability("p", p)
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
-        raise ValueError(f"threshold must be a number in [0, 1], got {threshold!r}")
+    # Any number works (>= 1 solarizes nothing but pure white); [0, 1] is where the levels are.
+    check_real("threshold", threshold, hint="a level in [0, 1]")
     x = to_float(images)
     chosen = bernoulli(p, (x.shape[0],), generator, x.device)
     # An image that is not chosen gets a threshold no pixel reaches, instead of a select afterwards.

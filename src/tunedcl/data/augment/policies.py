@@ -21,8 +21,10 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from tunedcl._checks import check_int
+
 from . import color, geometric
-from ._common import apply_grouped, is_int, randint, signs, to_float, uniform
+from .common import apply_grouped, randint, signs, to_float, uniform
 
 __all__ = [
     "OPS",
@@ -211,14 +213,10 @@ def rand_augment(
 
     The default scale is torchvision's (31 bins, M in 0..30); M = 14 is 14/30 of each op's maximum.
     """
-    for name, value, low in (("num_ops", num_ops, 0), ("num_magnitude_bins", num_magnitude_bins, 2)):
-        if not is_int(value) or value < low:
-            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    if not is_int(magnitude) or not 0 <= magnitude < num_magnitude_bins:
-        raise ValueError(
-            f"magnitude must be an int in [0, {num_magnitude_bins - 1}] (num_magnitude_bins="
-            f"{num_magnitude_bins}), got {magnitude!r}"
-        )
+    num_ops = check_int("num_ops", num_ops, low=0)
+    num_magnitude_bins = check_int("num_magnitude_bins", num_magnitude_bins, low=2)
+    bins = f"num_magnitude_bins={num_magnitude_bins}"
+    magnitude = check_int("magnitude", magnitude, low=0, high=num_magnitude_bins - 1, hint=bins)
     x = to_float(images)
     b, dev = x.shape[0], x.device
     level = magnitude / (num_magnitude_bins - 1)

@@ -1,6 +1,8 @@
-"""Named augmentation recipes, `make_views` (several augmented views per image) and `normalize`.
+"""Named augmentation recipes (`AUGMENTATIONS`), `make_views` (several augmented views per image), `normalize`.
 
-Recipes (all on uint8 or [0, 1] float batches, output float32 [0, 1] before normalisation):
+Recipes (all on uint8 or [0, 1] float batches, output float32 [0, 1] before normalisation), registered in
+`AUGMENTATIONS` (a `tunedcl.registry.Registry`, so names are case-insensitive and an unknown one gets a
+did-you-mean error):
 - `none`: the image as it is.
 - `crop-flip`: random crop with zero padding + horizontal flip (p = 0.5), the paper's Fashion-MNIST recipe.
   The padding is `default_crop_padding`: side / 8 rounded, i.e. 4 at both 32 px (CIFAR's RandomCrop(32,
@@ -19,14 +21,27 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from ._common import check_images, to_float
+from tunedcl._checks import bad_argument, check_int
+from tunedcl.registry import Registry
+
+from .common import check_images, to_float
 from .geometric import random_crop, random_resized_crop
 from .jitter import color_jitter, random_grayscale
 from .policies import auto_augment, rand_augment
 
-__all__ = ["default_crop_padding", "list_presets", "apply_preset", "make_views", "normalize"]
+__all__ = [
+    "AUGMENTATIONS",
+    "default_crop_padding",
+    "find_preset",
+    "list_presets",
+    "apply_preset",
+    "make_views",
+    "normalize",
+]
 
 Preset = Callable[[Tensor, "torch.Generator | None"], Tensor]
+
+AUGMENTATIONS: Registry[Preset] = Registry("augmentation")
 
 
 def default_crop_padding(height: int, width: int) -> int:
@@ -34,41 +49,57 @@ def default_crop_padding(height: int, width: int) -> int:
     return max(1, int(min(height, width) / 8 + 0.5))
 
 
+@AUGMENTATIONS.register("none")
+def no_augmentation(x: Tensor, generator: torch.Generator | None) -> Tensor:
+    """The images as they are (evaluation, or a run without augmentation)."""
+    return x
+
+
 # Crops and flips are fused: one resampling pass per view instead of a crop and a select.
-def _crop_flip(x: Tensor, generator: torch.Generator | None) -> Tensor:
+@AUGMENTATIONS.register("crop-flip")
+def crop_flip(x: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Random crop with zero padding of side/8 + horizontal flip: the paper's Fashion-MNIST recipe."""
     padding = default_crop_padding(x.shape[2], x.shape[3])
     return random_crop(x, padding=padding, hflip_p=0.5, generator=generator)
 
 
-def _simaug(x: Tensor, generator: torch.Generator | None) -> Tensor:
+@AUGMENTATIONS.register("simaug")
+def simaug(x: Tensor, generator: torch.Generator | None) -> Tensor:
+    """SupCon's SimAugment: resized crop (scale 0.2-1) + flip + colour jitter (p 0.8) + greyscale (p 0.2)."""
     x = random_resized_crop(x, scale=(0.2, 1.0), hflip_p=0.5, generator=generator)
     x = color_jitter(x, 0.4, 0.4, 0.4, 0.1, p=0.8, generator=generator)
     return random_grayscale(x, 0.2, generator=generator)
 
 
-_PRESETS: dict[str, Preset] = {
-    "none": lambda x, generator: x,
-    "crop-flip": _crop_flip,
-    "simaug": _simaug,
-    "autoaug": lambda x, generator: auto_augment(_crop_flip(x, generator), generator=generator),
-    "randaug": lambda x, generator: rand_augment(_crop_flip(x, generator), 2, 14, generator=generator),
-}
+@AUGMENTATIONS.register("autoaug")
+def crop_flip_autoaugment(x: Tensor, generator: torch.Generator | None) -> Tensor:
+    """crop-flip, then AutoAugment's CIFAR-10 policy."""
+    return auto_augment(crop_flip(x, generator), generator=generator)
+
+
+@AUGMENTATIONS.register("randaug")
+def crop_flip_randaugment(x: Tensor, generator: torch.Generator | None) -> Tensor:
+    """crop-flip, then RandAugment with N = 2 ops at M = 14 (of 30, torchvision's scale)."""
+    return rand_augment(crop_flip(x, generator), 2, 14, generator=generator)
 
 
 def list_presets() -> list[str]:
     """Names accepted by `apply_preset` and `make_views`."""
-    return sorted(_PRESETS)
+    return AUGMENTATIONS.names()
 
 
-def _preset(name: object, argument: str = "preset") -> Preset:
-    if not isinstance(name, str) or name not in _PRESETS:
-        raise ValueError(f"unknown {argument} {name!r}; known presets: {', '.join(list_presets())}")
-    return _PRESETS[name]
+def find_preset(name: object, argument: str = "preset") -> Preset:
+    """The recipe registered as `name`; an unknown name is the registry's did-you-mean error, prefixed by
+    `argument` (the caller's parameter that held it)."""
+    try:
+        return AUGMENTATIONS.get(name)
+    except ValueError as err:
+        raise ValueError(f"{argument}: {err}") from None
 
 
 def apply_preset(images: Tensor, preset: str, generator: torch.Generator | None = None) -> Tensor:
     """One augmented view of every image with the named recipe, float32 in [0, 1], not normalised."""
-    fn = _preset(preset)
+    fn = find_preset(preset)
     return fn(to_float(images), generator)
 
 
@@ -80,15 +111,13 @@ def _stats(
         try:
             t = torch.as_tensor(value, dtype=torch.float32).flatten()
         except (TypeError, ValueError, RuntimeError):
-            raise ValueError(f"{name} must be a sequence of {channels} numbers, got {value!r}") from None
+            raise bad_argument(name, value, f"a sequence of {channels} numbers") from None
         if t.numel() != channels:
-            raise ValueError(
-                f"{name} must have one value per channel ({channels}), got {t.numel()}: {tuple(t.tolist())}"
-            )
+            raise bad_argument(name, t, f"{channels} values, one per channel")
         if not bool(torch.isfinite(t).all()):
-            raise ValueError(f"{name} must be finite, got {tuple(t.tolist())}")
+            raise bad_argument(name, value, "finite")
         if name == "std" and bool((t <= 0).any()):
-            raise ValueError(f"std must be > 0 in every channel, got {tuple(t.tolist())}")
+            raise bad_argument(name, value, "> 0 in every channel")
         # Checked on the host copy above, so that no device sync is needed.
         out.append(t.to(device).view(1, channels, 1, 1))
     return out[0], out[1]
@@ -128,10 +157,9 @@ def make_views(
     self-supervised variant). Deterministic given the state of `generator`.
     """
     x = check_images(images)
-    if isinstance(n_views, bool) or not isinstance(n_views, int) or n_views < 1:
-        raise ValueError(f"n_views must be an int >= 1, got {n_views!r}")
-    main = _preset(preset)
-    last = None if last_view_preset is None else _preset(last_view_preset, "last_view_preset")
+    n_views = check_int("n_views", n_views, low=1)  # type: ignore[assignment]
+    main = find_preset(preset)
+    last = None if last_view_preset is None else find_preset(last_view_preset, "last_view_preset")
     m, s = _stats(mean, std, x.shape[1], x.device)
     b, c, h, w = x.shape
     x = to_float(x)

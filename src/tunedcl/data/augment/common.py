@@ -1,8 +1,9 @@
-"""Argument checks, dtype conversion and random draws shared by the augmentation modules.
+"""Image and interval checks, dtype conversion and random draws shared by the augmentation modules.
 
 Every random number in `tunedcl.data.augment` is drawn here, so that one rule holds everywhere: with a
 `generator` the draw happens on the generator's own device (a CPU generator works for CUDA images) and
-is then moved to the images' device; the global RNG is touched only when `generator` is None.
+is then moved to the images' device; the global RNG is touched only when `generator` is None. Errors
+have the one shape of `tunedcl._checks` (``name must be <allowed>; got <value>``).
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
+from tunedcl._checks import bad_argument
+
 __all__ = [
     "check_images",
-    "check_probability",
     "check_range",
     "is_int",
     "to_float",
@@ -31,18 +33,17 @@ __all__ = [
 
 def check_images(images: object, name: str = "images") -> Tensor:
     """Validate a batch `[B, C, H, W]` of uint8 or floating images with C = 1 or 3, and return it."""
+    # One condition per message, so that the message says which requirement failed.
     if not isinstance(images, Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor [B, C, H, W], got {type(images).__name__}")
+        raise bad_argument(name, images, "a torch.Tensor [B, C, H, W]")
     if images.ndim != 4:
-        raise ValueError(f"{name} must be 4-D [B, C, H, W], got ndim={images.ndim} (shape {tuple(images.shape)})")
+        raise bad_argument(name, images, "4-D [B, C, H, W]")
     if images.dtype != torch.uint8 and not images.is_floating_point():
-        raise ValueError(f"{name} must be uint8 (0..255) or floating point (0..1), got dtype {images.dtype}")
+        raise bad_argument(name, images, "uint8 (0..255) or floating point (0..1)")
     if images.shape[1] not in (1, 3):
-        raise ValueError(
-            f"{name} must have 1 or 3 channels (dim 1), got {images.shape[1]} (shape {tuple(images.shape)})"
-        )
+        raise bad_argument(name, images, "a batch with 1 or 3 channels (dim 1)")
     if images.shape[2] < 1 or images.shape[3] < 1:
-        raise ValueError(f"{name} must have a non-empty H and W, got shape {tuple(images.shape)}")
+        raise bad_argument(name, images, "a batch with a non-empty H and W")
     return images
 
 
@@ -59,11 +60,8 @@ def is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def check_probability(name: str, p: float) -> float:
-    """`p` as a float, or ValueError when it is not a number in [0, 1]."""
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= float(p) <= 1.0:
-        raise ValueError(f"{name} must be a probability in [0, 1], got {p!r}")
-    return float(p)
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def check_range(
@@ -73,28 +71,26 @@ def check_range(
     center: float | None = None,
     lower: float = -math.inf,
     upper: float = math.inf,
+    lower_inclusive: bool = True,
 ) -> tuple[float, float]:
     """A `(low, high)` interval from a pair, or from one number s as `[center - s, center + s]`.
 
-    The interval must satisfy `lower <= low <= high <= upper`; otherwise ValueError naming `name`.
+    The interval must satisfy `lower <= low <= high <= upper` (`lower < low` without `lower_inclusive`,
+    for scales and widths that must be positive); otherwise ValueError naming `name`.
     """
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if center is None:
-            raise ValueError(f"{name} must be a (low, high) pair, got {value!r}")
-        if value < 0:
-            raise ValueError(f"{name} must be >= 0 when given as one number, got {value!r}")
-        low, high = center - float(value), center + float(value)
-        low = max(low, lower)
-    elif (
-        isinstance(value, Sequence)
-        and len(value) == 2
-        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
-    ):
+    if center is not None and _is_number(value) and value >= 0:  # type: ignore[operator]
+        low, high = max(center - float(value), lower), center + float(value)  # type: ignore[arg-type]
+    elif isinstance(value, Sequence) and len(value) == 2 and all(_is_number(v) for v in value):
         low, high = float(value[0]), float(value[1])
     else:
-        raise ValueError(f"{name} must be a number or a (low, high) pair, got {value!r}")
-    if not (lower <= low <= high <= upper):
-        raise ValueError(f"{name} must satisfy {lower} <= low <= high <= {upper}, got ({low}, {high})")
+        allowed = "a (low, high) pair"
+        if center is not None:
+            allowed = f"a number s >= 0 (the interval [{center:g} - s, {center:g} + s]) or {allowed}"
+        raise bad_argument(name, value, allowed)
+    above = lower <= low if lower_inclusive else lower < low
+    if not (above and low <= high <= upper):
+        bound = f"{lower:g} {'<=' if lower_inclusive else '<'} low <= high <= {upper:g}"
+        raise bad_argument(name, value, f"an interval with {bound}")
     return low, high
 
 
@@ -134,7 +130,7 @@ def expand_param(value: float | Tensor, n: int, device: torch.device, name: str)
     if t.ndim == 0:
         return t.expand(n)
     if t.shape != (n,):
-        raise ValueError(f"{name} must be a number or a tensor of shape [{n}], got shape {tuple(t.shape)}")
+        raise bad_argument(name, t, f"a number or a tensor of shape [{n}] (one value per image)")
     return t
 
 
