@@ -7,6 +7,8 @@ autograd through them gives reference gradients too. Only for small N and modera
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch import Tensor
@@ -58,6 +60,52 @@ def _dot(a: Tensor, b: Tensor) -> Tensor:
     return total
 
 
+def tcl_anchor(s_pos: list[Tensor], s_neg: list[Tensor], *, temperature: float, k1: float = 0.0, k2: float = 1.0,
+               k1_uses_temperature: bool = False) -> Tensor:
+    """TCL for one anchor (tcl.md §1); k1 = 0, k2 = 1 is SupCon L_out."""
+    tau = temperature
+    k1_exponent = (lambda v: -v / tau) if k1_uses_temperature else (lambda v: -v)
+    d = sum(torch.exp(s / tau) for s in s_pos)
+    d = d + k1 * sum(torch.exp(k1_exponent(s)) for s in s_pos)
+    if s_neg:
+        d = d + k2 * sum(torch.exp(s / tau) for s in s_neg)
+    return -sum(torch.log(torch.exp(s / tau) / d) for s in s_pos) / len(s_pos)
+
+
+def supcon_in_anchor(s_pos: list[Tensor], s_neg: list[Tensor], *, temperature: float) -> Tensor:
+    """SupCon L_in for one anchor: -log of the mean positive probability."""
+    d = sum(torch.exp(s / temperature) for s in s_pos + s_neg)
+    return -torch.log(sum(torch.exp(s / temperature) / d for s in s_pos) / len(s_pos))
+
+
+def ntxent_anchor(s_pos: list[Tensor], s_neg: list[Tensor], *, temperature: float) -> Tensor:
+    """NT-Xent for one anchor: each positive pair's softmax against the negatives only."""
+    tau = temperature
+    negatives = sum(torch.exp(s / tau) for s in s_neg) if s_neg else 0.0
+    return -sum(torch.log(torch.exp(s / tau) / (torch.exp(s / tau) + negatives)) for s in s_pos) / len(s_pos)
+
+
+AnchorLoss = Callable[[list[Tensor], list[Tensor]], Tensor]
+
+
+def per_anchor_reference(features: Tensor, labels: Tensor | None, mask: Tensor | None, anchor_loss: AnchorLoss,
+                         normalize: bool = True) -> Tensor:
+    """Per-anchor losses [N] (0 for anchors without positives) of ``anchor_loss(s_pos, s_neg)``, the loss of
+    one anchor from its similarities to its positives and to its negatives."""
+    z = _unit_rows(features, normalize)
+    n = len(z)
+    positives = positive_sets(features, labels, mask)
+    per_anchor = []
+    for i in range(n):
+        p_set = positives[i]
+        if not p_set:
+            per_anchor.append(torch.zeros((), dtype=torch.float64))
+            continue
+        n_set = [j for j in range(n) if j != i and j not in p_set]
+        per_anchor.append(anchor_loss([_dot(z[i], z[p]) for p in p_set], [_dot(z[i], z[m]) for m in n_set]))
+    return torch.stack(per_anchor)
+
+
 def reference_losses(
     features: Tensor,
     labels: Tensor | None = None,
@@ -72,39 +120,15 @@ def reference_losses(
 ) -> Tensor:
     """Per-anchor losses [N] (0 for anchors without positives) for loss in tcl | supcon-out |
     supcon-in | ntxent."""
-    z = _unit_rows(features, normalize)
-    n = len(z)
-    positives = positive_sets(features, labels, mask)
-    tau = temperature
-    per_anchor = []
-    for i in range(n):
-        p_set = positives[i]
-        n_set = [j for j in range(n) if j != i and j not in p_set]
-        if not p_set:
-            per_anchor.append(torch.zeros((), dtype=torch.float64))
-            continue
-        s = {j: _dot(z[i], z[j]) for j in range(n) if j != i}
-        if loss in ("tcl", "supcon-out"):
-            kk1, kk2 = (k1, k2) if loss == "tcl" else (0.0, 1.0)
-            d = sum(torch.exp(s[p] / tau) for p in p_set)
-            k1_exponent = (lambda v: -v / tau) if k1_uses_temperature else (lambda v: -v)
-            d = d + kk1 * sum(torch.exp(k1_exponent(s[p])) for p in p_set)
-            if n_set:
-                d = d + kk2 * sum(torch.exp(s[m] / tau) for m in n_set)
-            value = -sum(torch.log(torch.exp(s[p] / tau) / d) for p in p_set) / len(p_set)
-        elif loss == "supcon-in":
-            d = sum(torch.exp(s[a] / tau) for a in s)
-            inner = sum(torch.exp(s[p] / tau) / d for p in p_set) / len(p_set)
-            value = -torch.log(inner)
-        elif loss == "ntxent":
-            negatives = sum(torch.exp(s[m] / tau) for m in n_set) if n_set else 0.0
-            value = -sum(
-                torch.log(torch.exp(s[p] / tau) / (torch.exp(s[p] / tau) + negatives)) for p in p_set
-            ) / len(p_set)
-        else:
-            raise ValueError(loss)
-        per_anchor.append(value)
-    return torch.stack(per_anchor)
+    anchors = {
+        "tcl": partial(tcl_anchor, temperature=temperature, k1=k1, k2=k2, k1_uses_temperature=k1_uses_temperature),
+        "supcon-out": partial(tcl_anchor, temperature=temperature),
+        "supcon-in": partial(supcon_in_anchor, temperature=temperature),
+        "ntxent": partial(ntxent_anchor, temperature=temperature),
+    }
+    if loss not in anchors:
+        raise ValueError(loss)
+    return per_anchor_reference(features, labels, mask, anchors[loss], normalize)
 
 
 def reference_coefficients(

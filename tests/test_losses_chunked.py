@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from loss_cases import BY_NAME
 from test_losses_values import LAYOUTS, make_case
 from tunedcl import TCLLoss
 from tunedcl.losses.chunked import per_anchor_chunked
@@ -13,13 +14,7 @@ from tunedcl.losses.functional import ntxent_loss, supcon_loss, tcl_loss
 from tunedcl.losses.inputs import prepare
 from tunedcl.losses.tcl import TCLKernel
 
-FAMILIES = {
-    "tcl": lambda f, lab, m, **kw: tcl_loss(f, lab, m, temperature=0.1, k1=5000.0, k2=2.0, **kw),
-    "tcl-tempered": lambda f, lab, m, **kw: tcl_loss(f, lab, m, temperature=0.3, k1=0.5, k1_uses_temperature=True, **kw),
-    "supcon-out": lambda f, lab, m, **kw: supcon_loss(f, lab, m, **kw),
-    "supcon-in": lambda f, lab, m, **kw: supcon_loss(f, lab, m, variant="in", **kw),
-    "ntxent": lambda f, lab, m, **kw: ntxent_loss(f, lab, m, **kw),
-}
+FAMILIES = BY_NAME  # the shared table (tests/loss_cases.py): one row per family
 
 
 @pytest.mark.parametrize("name", sorted(FAMILIES))

@@ -7,26 +7,12 @@ import math
 import pytest
 import torch
 
-from loss_reference import reference_coefficients, reference_losses
+from loss_cases import BY_NAME
+from loss_reference import reference_coefficients
 from test_losses_values import LAYOUTS, make_case
-from tunedcl.losses.functional import ntxent_loss, supcon_loss, tcl_loss
+from tunedcl.losses.functional import tcl_loss
 
-LOSSES = {
-    "tcl": lambda f, lab, m, **kw: tcl_loss(f, lab, m, temperature=0.2, k1=50.0, k2=2.0, **kw),
-    "tcl-tempered": lambda f, lab, m, **kw: tcl_loss(
-        f, lab, m, temperature=0.5, k1=3.0, k2=0.5, k1_uses_temperature=True, **kw
-    ),
-    "supcon-out": lambda f, lab, m, **kw: supcon_loss(f, lab, m, temperature=0.2, **kw),
-    "supcon-in": lambda f, lab, m, **kw: supcon_loss(f, lab, m, temperature=0.2, variant="in", **kw),
-    "ntxent": lambda f, lab, m, **kw: ntxent_loss(f, lab, m, temperature=0.3, **kw),
-}
-REFERENCE_KWARGS = {
-    "tcl": dict(loss="tcl", temperature=0.2, k1=50.0, k2=2.0),
-    "tcl-tempered": dict(loss="tcl", temperature=0.5, k1=3.0, k2=0.5, k1_uses_temperature=True),
-    "supcon-out": dict(loss="supcon-out", temperature=0.2),
-    "supcon-in": dict(loss="supcon-in", temperature=0.2),
-    "ntxent": dict(loss="ntxent", temperature=0.3),
-}
+LOSSES = BY_NAME  # the shared table (tests/loss_cases.py): one row per family
 
 
 @pytest.mark.parametrize("name", sorted(LOSSES))
@@ -54,7 +40,7 @@ def test_gradients_match_reference_autograd(name: str, layout: str, chunk_size: 
     weights = torch.rand(ours.numel() // ours.shape[-1], generator=torch.Generator().manual_seed(0),
                          dtype=torch.float64)
     (LOSSES[name](ours, labels, mask, reduction="none", chunk_size=chunk_size) * weights).sum().backward()
-    (reference_losses(theirs, labels, mask, **REFERENCE_KWARGS[name]) * weights).sum().backward()
+    (LOSSES[name].reference(theirs, labels, mask) * weights).sum().backward()
     torch.testing.assert_close(ours.grad, theirs.grad, rtol=1e-9, atol=1e-10)
 
 

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from loss_cases import CASES
 from loss_reference import reference_losses
 from tunedcl import NTXentLoss, SupConLoss, TCLLoss
 from tunedcl.losses.functional import ntxent_loss, supcon_loss, tcl_loss
@@ -96,6 +97,16 @@ def test_ntxent_matches_reference(layout: str, tau: float, chunk_size: int | Non
     expected = reference_losses(features, labels, mask, loss="ntxent", temperature=tau)
     got = ntxent_loss(features, labels, mask, temperature=tau, reduction="none", chunk_size=chunk_size)
     torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("chunk_size", PATHS)
+def test_every_case_of_the_shared_table_matches_its_equation(case, layout: str, chunk_size: int | None) -> None:
+    features, labels, mask = make_case(layout, seed=12)
+    features = features.double()
+    got = case(features, labels, mask, reduction="none", chunk_size=chunk_size)
+    torch.testing.assert_close(got, case.reference(features, labels, mask), rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
