@@ -22,9 +22,10 @@ from pathlib import Path
 import torch
 
 from tunedcl.data.augment import make_views
-from tunedcl.train.builders import build_loss, build_model, build_optimizer
+from tunedcl.methods import Batch
+from tunedcl.train.builders import build_optimizer
 from tunedcl.train.config import load_config
-from tunedcl.train.loop import load_training_data, train
+from tunedcl.train.loop import build_method, load_training_data, train
 from tunedcl.train.progress import Progress
 from tunedcl.train.runtime import setup
 
@@ -32,10 +33,9 @@ from tunedcl.train.runtime import setup
 def model_only_rate(config, runtime, steps: int) -> float:
     dataset = load_training_data(config)
     memory_format = torch.channels_last if config.train.channels_last else torch.contiguous_format
-    model = build_model(config, dataset.in_channels, dataset.num_classes).to(
-        runtime.device, memory_format=memory_format
-    )
-    loss_fn = build_loss(config, gather_distributed=False)
+    method = build_method(config, dataset.in_channels, dataset.num_classes, gather_distributed=False)
+    model = method.model.to(runtime.device, memory_format=memory_format)
+    method.to(runtime.device)
     optimizer = build_optimizer(config, model)
     batch = config.train.batch_size
     generator = torch.Generator().manual_seed(0)
@@ -50,13 +50,18 @@ def model_only_rate(config, runtime, steps: int) -> float:
     labels = dataset.train.labels[:batch].to(runtime.device)
     model.train()
 
+    def check_finite(what: str, tensor: torch.Tensor) -> None:  # the loop's guard; nothing to guard here
+        pass
+
+    batch_input = Batch(views, labels, model, memory_format, check_finite)
+
     def step() -> None:
         with runtime.autocast():
-            projections = model(views).projections
-            loss = loss_fn(projections.float(), labels)
+            loss = method.training_step(batch_input).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        method.after_step()
 
     for _ in range(5):  # warm-up
         step()

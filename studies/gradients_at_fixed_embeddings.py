@@ -19,14 +19,12 @@ import sys
 from pathlib import Path
 
 import torch
-import yaml
 
+from tunedcl import rundir
 from tunedcl.analysis import gradient_coefficients, mean_gradient_magnitudes
 from tunedcl.data.augment import make_views
-from tunedcl.train import rundir
-from tunedcl.train.builders import build_model
-from tunedcl.train.config import config_from_dict
-from tunedcl.train.loop import load_training_data
+from tunedcl.train.config import load_run_config
+from tunedcl.train.loop import build_method, load_training_data
 
 SETTINGS = [(0.0, 1.0), (10.0, 1.0), (100.0, 1.0), (1000.0, 1.0), (5000.0, 1.0), (50000.0, 1.0),
             (100000.0, 1.0), (50000.0, 3.0)]
@@ -35,10 +33,10 @@ BATCHES, BATCH = 4, 256
 
 def embeddings(run_dir: Path, trained: bool) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], str]:
     """Projections [2B, D] and labels of BATCHES fixed batches of training views (seed 0)."""
-    config = config_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
+    config = load_run_config(run_dir)
     torch.manual_seed(0)
     dataset = load_training_data(config)
-    model = build_model(config, dataset.in_channels, dataset.num_classes)
+    model = build_method(config, dataset.in_channels, dataset.num_classes, gather_distributed=False).model
     if trained:
         model.load_state_dict(rundir.load_checkpoint(run_dir)["model"])
     model.train()  # batch statistics, as during training (nothing is saved)
@@ -52,7 +50,8 @@ def embeddings(run_dir: Path, trained: bool) -> tuple[list[tuple[torch.Tensor, t
                                generator=generator)
             z = model(views).projections.float()  # [B, 2, D]
             batches.append((z.reshape(-1, z.shape[-1]), dataset.train.labels[rows].repeat_interleave(2)))
-    loss = config.loss.method + (f", k1 {config.loss.k1:g}" if config.loss.method in ("tcl", "tcl-ssl") else "")
+    k1 = config.loss.hyperparameters.get("k1")
+    loss = config.loss.method + (f", k1 {k1:g}" if k1 is not None else "")
     name = f"encoder trained with {loss}: {run_dir}" if trained else "untrained encoder"
     return batches, name
 
@@ -93,7 +92,7 @@ def main(argv: list[str]) -> int:
     encoders += [(run, True) for run in args.runs]
     for run, trained in encoders:
         batches, name = embeddings(run, trained)
-        temperature = config_from_dict(yaml.safe_load((run / "config.yaml").read_text())).loss.temperature
+        temperature = load_run_config(run).loss.temperature
         print(f"\n{name}: {BATCHES} batches of {BATCH} images x 2 views, tau {temperature:g}\n")
         print("\n".join(table(batches, temperature)))
     return 0

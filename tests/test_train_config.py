@@ -48,7 +48,7 @@ def test_overrides_are_typed() -> None:
         ("train.epochs=2.5", r"train.epochs must be an integer; got 2.5"),
         ("train.epochs=0", r"train.epochs=0 is not allowed: training epochs"),
         ("loss.k1=-1", r"loss.k1=-1.0 is not allowed"),
-        ("loss.method=byol", r"loss.method must be one of tcl, supcon, simclr, tcl-ssl, ce; got 'byol'"),
+        ("loss.method=byol", r"loss.method: unknown method 'byol'; known methods: ce, simclr, supcon, tcl, tcl-ssl"),
         ("train.channels_last=maybe", r"train.channels_last must be true or false; got 'maybe'"),
         ("optim.betas=[0.9]", r"optim.betas must be a list of 2 numbers"),
         ("loss.temperature=abc", r"loss.temperature must be a finite number; got 'abc'"),

@@ -2,6 +2,9 @@
 
 tunedcl train [--config NAME_OR_YAML] [--out RUN_DIR] [--resume] [--quiet] [section.key=value ...]
 tunedcl eval RUN_DIR [eval.key=value ...]
+tunedcl sweep --config BASE --grid section.key=v1,v2 ... --seeds N --out DIR
+tunedcl report DIR ...
+tunedcl list [losses|methods|models|datasets|augmentations|presets]
 tunedcl demo
 """
 
@@ -64,11 +67,31 @@ def _build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="rewrite report.md of runs / summary.md of sweeps")
     report.add_argument("dirs", nargs="+", type=Path, metavar="DIR")
 
+    listing = commands.add_parser("list", help="what can be named in a config: losses, methods, models, ...")
+    listing.add_argument(
+        "kind", nargs="?", choices=LISTS, metavar="KIND", help=f"one of {', '.join(LISTS)} (default: all)"
+    )
+
     demo = commands.add_parser("demo", help="print what the TCL loss does, in two tables (seconds)")
     demo.add_argument("--n", type=int, default=4096, help="embeddings in the timed batch (default 4096)")
     demo.add_argument("--dim", type=int, default=128, help="embedding dimension (default 128)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     return parser
+
+
+LISTS = ("losses", "methods", "models", "datasets", "augmentations", "presets")
+
+
+def _list(kind: str | None) -> int:
+    from tunedcl.listing import registries
+
+    for name, registry in registries().items():
+        if kind in (None, name):
+            print(f"{name}:")
+            width = max(len(entry) for entry in registry.names())
+            for entry, description in registry.describe():
+                print(f"  {entry:<{width}}  {description}")
+    return 0
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -135,6 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "report":
             return _report(args.dirs)
+        if args.command == "list":
+            return _list(args.kind)
         if args.command == "demo":
             from tunedcl import demo
 

@@ -98,3 +98,38 @@ def all_reduce_sum(tensor: Tensor) -> Tensor:
     out = tensor.detach().clone()
     dist.all_reduce(out, op=dist.ReduceOp.SUM)
     return out
+
+
+# --- the few collectives the training loop needs (each a no-op without a process group) --------------------
+
+
+def collective_device(device: torch.device) -> torch.device:
+    """Where a collective's tensor must live: ``device`` under NCCL, the CPU under gloo."""
+    return device if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """True on every rank if ``flag`` is true on any (so that all ranks stop together)."""
+    if world_size() == 1:
+        return flag
+    value = torch.tensor([1.0 if flag else 0.0], device=collective_device(device))
+    dist.all_reduce(value)
+    return bool(value.item() > 0)
+
+
+def mean_over_ranks(value: float, device: torch.device) -> float:
+    """The mean of ``value`` over ranks."""
+    if world_size() == 1:
+        return value
+    total = torch.tensor([value], dtype=torch.float64, device=collective_device(device))
+    dist.all_reduce(total)
+    return float(total) / world_size()
+
+
+def per_rank(value: object) -> list[object]:
+    """``value`` of every rank, in rank order (any picklable object)."""
+    if world_size() == 1:
+        return [value]
+    values: list[object] = [None] * world_size()
+    dist.all_gather_object(values, value)
+    return values

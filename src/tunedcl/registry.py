@@ -33,11 +33,17 @@ def normalise_name(name: str) -> str:
 
 
 def first_line(text: str | None) -> str:
-    """The first non-empty line of a docstring (the one-line description)."""
+    """The one-line description in a docstring: its first paragraph, on one line, up to its first full stop."""
+    paragraph = []
     for line in (text or "").strip().splitlines():
-        if line.strip():
-            return line.strip()
-    return ""
+        if not line.strip():
+            if paragraph:
+                break
+            continue
+        paragraph.append(line.strip())
+    summary = " ".join(paragraph)
+    end = summary.find(". ")
+    return summary[: end + 1] if end >= 0 else summary
 
 
 class Registry(Generic[T]):

@@ -9,8 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from tunedcl.train.config import parse_override
-from tunedcl.train.rundir import MetricsLog, atomic_write_text, write_json
+from tunedcl.rundir import MetricsLog, atomic_write_text, parse_override, write_json
 
 
 def _pyplot() -> Any:

@@ -1,4 +1,7 @@
-"""The run directory: config.yaml, metrics.jsonl, checkpoints/, results.json, report.md.
+"""The run directory: config.yaml, metrics.jsonl, checkpoints/, results.json, report.md; and the names of
+a sweep's grid points (``key=value,...``, see :func:`parse_override`).
+
+Training writes run directories and reports read them; both use this module (it imports neither).
 
 Every file is written atomically (a temporary file in the same folder, then ``os.replace``), so a run
 killed at any moment leaves either the old or the new version of each file, never half of one.
@@ -85,3 +88,18 @@ class MetricsLog:
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def parse_override(text: str) -> tuple[str, Any, str]:
+    """``section.key=value`` -> (key, value read as YAML: ``1e-3``, ``true``, ``null``, ``[0.9, 0.99]``,
+    ``"quoted text"``; the raw text). A config override, and one item of a sweep grid point's name."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise ValueError(f"override {text!r} must look like section.key=value (e.g. loss.k1=1000)")
+    try:
+        import yaml
+
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except Exception:  # noqa: BLE001 - not YAML (or no PyYAML): take the text as it is
+        value = raw.strip()
+    return key.strip(), value, raw

@@ -4,6 +4,7 @@ geometry (alignment, uniformity, tolerance)."""
 from tunedcl.analysis.geometry import alignment, geometry, tolerance, uniformity
 from tunedcl.analysis.gradients import (
     Coefficients,
+    batch_gradient_statistics,
     denominator_shares,
     gradient_coefficients,
     mean_gradient_magnitudes,
@@ -12,6 +13,7 @@ from tunedcl.analysis.gradients import (
 __all__ = [
     "Coefficients",
     "alignment",
+    "batch_gradient_statistics",
     "denominator_shares",
     "geometry",
     "gradient_coefficients",

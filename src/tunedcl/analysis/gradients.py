@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -125,3 +126,15 @@ def denominator_shares(
         "hardest_negative_similarity": float(torch.where(neg, s, -math.inf).amax(1)[anchors][has_neg].mean())
         if has_neg.any() else float("nan"),
     }
+
+
+def batch_gradient_statistics(embeddings: Tensor, labels: Tensor | None, terms: dict[str, Any]) -> dict[str, float]:
+    """The gradient response of one training batch: :func:`mean_gradient_magnitudes` and
+    :func:`denominator_shares` of ``embeddings [B, V, D]`` under the TCL ``terms`` a loss family gives
+    (``ContrastiveLoss.gradient_terms()``). ``labels=None``: instance positives (each image its own id)."""
+    batch, views, dim = embeddings.shape
+    ids = labels if labels is not None else torch.arange(batch, device=embeddings.device)
+    rows, row_labels = embeddings.reshape(-1, dim).cpu(), ids.repeat_interleave(views).cpu()
+    stats = mean_gradient_magnitudes(gradient_coefficients(rows, row_labels, **terms))
+    stats.update(denominator_shares(rows, row_labels, **terms))
+    return stats

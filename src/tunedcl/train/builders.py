@@ -1,4 +1,5 @@
-"""From a Config to the objects a run trains: model, loss, optimiser, learning-rate schedule."""
+"""From a Config to what a run trains with: the encoder, the optimiser, the learning-rate schedule (the method
+builds the rest: :func:`tunedcl.train.loop.build_method`)."""
 
 from __future__ import annotations
 
@@ -7,43 +8,16 @@ import math
 import torch
 from torch import nn
 
-from tunedcl.losses import NTXentLoss, SupConLoss, TCLLoss
-from tunedcl.models import ContrastiveModel, LinearClassifier, ProjectionHead, create_model
+from tunedcl.models import create_model
 from tunedcl.train.config import Config, ConfigError
 
 
-def build_model(config: Config, in_channels: int, num_classes: int) -> nn.Module:
-    """ContrastiveModel (encoder + projection head) or, for ``ce``, LinearClassifier."""
-    options: dict[str, object] = {"width": config.model.width}
-    if config.model.encoder.lower().startswith("resnet"):
-        options["stem"] = config.model.stem
+def build_encoder(config: Config, in_channels: int) -> nn.Module:
+    """The encoder ``model.encoder`` with its ``model.options``."""
     try:
-        encoder = create_model(config.model.encoder, in_channels=in_channels, **options)
+        return create_model(config.model.encoder, in_channels=in_channels, **config.model.options)
     except ValueError as error:
         raise ConfigError(f"model: {error}") from error
-    if config.loss.method == "ce":
-        return LinearClassifier(encoder, num_classes)
-    head = ProjectionHead(encoder.feature_dim, config.model.projection_hidden, config.model.projection_dim)
-    return ContrastiveModel(encoder, head)
-
-
-def build_loss(config: Config, gather_distributed: bool) -> nn.Module | None:
-    """The contrastive loss of the method (None for the cross-entropy baseline)."""
-    loss = config.loss
-    common = dict(
-        temperature=loss.temperature,
-        chunk_size=loss.chunk_size,
-        similarity_dtype=loss.similarity_dtype,
-        gather_distributed=gather_distributed,
-        queue_size=loss.queue_size,
-    )
-    if loss.method in ("tcl", "tcl-ssl"):
-        return TCLLoss(k1=loss.k1, k2=loss.k2, k1_uses_temperature=loss.k1_uses_temperature, **common)
-    if loss.method == "supcon":
-        return SupConLoss(variant=loss.supcon_variant, **common)
-    if loss.method == "simclr":
-        return NTXentLoss(**common)
-    return None
 
 
 def _parameter_groups(model: nn.Module, weight_decay: float, decay_bias_and_norm: bool) -> list[dict]:

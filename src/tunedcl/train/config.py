@@ -1,27 +1,46 @@
 """Run configuration: typed dataclasses, loaded from YAML, overridden with ``section.key=value``.
 
-Every field is documented once, here, in its ``help`` metadata; ``choices`` and ``check`` validate it.
+Every fixed field is documented once, here, in its ``help`` metadata; ``choices`` and ``check`` validate it.
+The ``loss`` section names the method (``loss.method``) and holds its hyperparameters, ``model.options`` the
+encoder's options and ``data.options`` the dataset source's: those are checked against the registered
+method, encoder and source (:mod:`tunedcl.train.options`), whose signatures hold their one default each.
 An unknown key lists the valid ones; a wrong type or value says what is allowed. Presets live in the
 repository's ``configs/`` folder (also shipped inside the package) and are referred to by name.
+
+Earlier spellings still load: ``model.width`` / ``model.stem`` (now ``model.options.*``), ``data.image_size``
+(now ``data.options.image_size``) and ``loss.supcon_variant`` (now ``loss.variant``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-METHODS = ("tcl", "supcon", "simclr", "tcl-ssl", "ce")
-SUPERVISED_METHODS = ("tcl", "supcon", "ce")
+from tunedcl import rundir
+from tunedcl.registry import Registry, first_line
+from tunedcl.train.options import ConfigError, coerce, options_of, resolve
+
+# Earlier spellings of keys, and where they live now.
+RENAMED = {
+    "model.width": "model.options.width",
+    "model.stem": "model.options.stem",
+    "data.image_size": "data.options.image_size",
+    "loss.supcon_variant": "loss.variant",
+}
 
 
 def _opt(default: Any, help: str, choices: tuple | None = None, check: Any = None) -> Any:
     metadata = {"help": help, "choices": choices, "check": check}
     return field(default=default, metadata=metadata)
+
+
+def _options(help: str) -> Any:
+    """A mapping of a registered entry's options (a fresh dict per config)."""
+    return field(default_factory=dict, metadata={"help": help, "choices": None, "check": None})
 
 
 def _positive(value: float) -> bool:
@@ -47,29 +66,34 @@ class DataConfig:
     augment: str = _opt("crop-flip", "augmentation preset of the training views")
     last_view_augment: str | None = _opt(None, "preset of the last view (three-view variant)")
     n_views: int = _opt(2, "views per image in contrastive pretraining", check=_positive)
-    image_size: int | None = _opt(None, "image-folder datasets: resize to this size")
+    options: dict[str, Any] = _options(
+        "options of the dataset source (tunedcl list datasets), e.g. label_type: coarse (cifar100), "
+        "classes: imagenet100 and image_size: 128 (image-folder)"
+    )
 
 
 @dataclass
 class ModelConfig:
-    encoder: str = _opt("small-cnn", "encoder (tunedcl.models.list_models())")
-    width: float = _opt(1.0, "width multiplier of the encoder", check=_positive)
-    stem: str = _opt("cifar", "ResNet stem", choices=("cifar", "imagenet"))
+    encoder: str = _opt("small-cnn", "encoder (tunedcl list models)")
+    options: dict[str, Any] = _options("options of the encoder (tunedcl list models), e.g. width: 0.5, stem: imagenet")
     projection_dim: int = _opt(128, "output size of the projection head", check=_positive)
     projection_hidden: int | None = _opt(None, "hidden size of the head (default: feature dim)", check=_positive)
 
 
 @dataclass
 class LossConfig:
-    method: str = _opt("tcl", "tcl, supcon, simclr, tcl-ssl (TCL, instance positives) or ce", choices=METHODS)
-    temperature: float = _opt(0.1, "loss temperature tau", check=_positive)
-    k1: float = _opt(5000.0, "TCL: weight of the hard-positive term", check=_non_negative)
-    k2: float = _opt(1.0, "TCL: weight of the negatives", check=_positive)
-    k1_uses_temperature: bool = _opt(False, "TCL: exp(-s/tau) instead of exp(-s) in the k1 term")
-    supcon_variant: str = _opt("out", "SupCon: L_out or L_in", choices=("out", "in"))
-    queue_size: int = _opt(0, "memory queue of past embeddings (0: none)", check=_non_negative)
-    chunk_size: int | None = _opt(None, "loss chunk size (None: automatic, 0: dense)", check=_non_negative)
-    similarity_dtype: str | None = _opt(None, "bfloat16: similarity products in bf16", choices=(None, "bfloat16"))
+    """The training method and its hyperparameters: ``loss.method`` names a registered method (tunedcl list
+    methods); every other key of the section is one of its hyperparameters (``loss.k1``), typed and
+    defaulted by the method (and its loss family), and readable as an attribute (``config.loss.k1``)."""
+
+    method: str = _opt("tcl", "the training method (tunedcl list methods): tcl, supcon, simclr, tcl-ssl, ce, ...")
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        hyperparameters = self.__dict__.get("hyperparameters") or {}
+        if name in hyperparameters:
+            return hyperparameters[name]
+        raise AttributeError(f"method {self.__dict__.get('method')!r} has no hyperparameter {name!r}")
 
 
 @dataclass
@@ -131,78 +155,23 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
-    @property
-    def supervised(self) -> bool:
-        return self.loss.method in SUPERVISED_METHODS
-
 
 SECTIONS = {f.name: f.type for f in dataclasses.fields(Config) if f.name != "name"}
-
-
-class ConfigError(ValueError):
-    """A config value or key that is not allowed (the message says what is)."""
 
 
 def _section_fields(section: Any) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(section)}
 
 
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", str(tp)).replace("NoneType", "null")
-
-
-def _coerce(key: str, value: Any, tp: Any) -> Any:
-    """Check ``value`` against the field type ``tp`` (int, float, str, bool, X | None, tuple[float, float])."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(tp)
-        if value is None and type(None) in options:
-            return None
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _coerce(key, value, option)
-            except ConfigError as error:
-                errors.append(str(error))
-        raise ConfigError(f"{key} must be {' or '.join(_type_name(o) for o in options)}; got {value!r}")
-    if origin is tuple:
-        items = typing.get_args(tp)
-        if not isinstance(value, list | tuple) or len(value) != len(items):
-            raise ConfigError(f"{key} must be a list of {len(items)} numbers; got {value!r}")
-        return tuple(_coerce(key, v, t) for v, t in zip(value, items, strict=True))
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{key} must be true or false; got {value!r}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ConfigError(f"{key} must be an integer; got {value!r}")
-    if tp is float:
-        if isinstance(value, str):  # PyYAML (YAML 1.1) reads 1e-4 as a string: accept it as a number
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-            return float(value)
-        raise ConfigError(f"{key} must be a finite number; got {value!r}")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{key} must be a string; got {value!r}")
-    raise ConfigError(f"{key}: unsupported field type {tp!r}")
-
-
-def _set(config: Config, key: str, value: Any, raw: str | None = None) -> None:
+def set_value(config: Config, key: str, value: Any, raw: str | None = None) -> None:
     """Set one field. ``raw`` is the override's text: string fields take it as typed when YAML read it
-    as something else (``name=1.0``, ``data.root=no``)."""
+    as something else (``name=1.0``, ``data.root=no``). Registered options (the method's hyperparameters,
+    ``model.options.*``, ``data.options.*``) are kept as given and typed by :func:`finalize`."""
+    key = RENAMED.get(key, key)
     if raw is not None and value is not None and not isinstance(value, str):
         value = _raw_if_string_field(config, key, value, raw)
     if key == "name":
-        config.name = _coerce("name", value, str)
+        config.name = coerce("name", value, str)
         return
     section_name, _, field_name = key.partition(".")
     if section_name not in SECTIONS or not field_name:
@@ -211,12 +180,19 @@ def _set(config: Config, key: str, value: Any, raw: str | None = None) -> None:
             f"{', '.join(SECTIONS)} (e.g. loss.k1=1000)"
         )
     section = getattr(config, section_name)
+    if section_name == "loss" and field_name != "method":
+        config.loss.hyperparameters[field_name] = value
+        return
+    field_name, _, option = field_name.partition(".")
     fields = _section_fields(section)
-    if field_name not in fields:
+    if field_name == "options" and "options" in fields:
+        _set_options(section, key, option, value)
+        return
+    if field_name not in fields or option:
         raise ConfigError(f"unknown config key {key!r}; valid keys in {section_name}: {', '.join(fields)}")
     spec = fields[field_name]
     hints = typing.get_type_hints(type(section))
-    coerced = _coerce(key, value, hints[field_name])
+    coerced = coerce(key, value, hints[field_name])
     choices, check = spec.metadata.get("choices"), spec.metadata.get("check")
     if choices is not None and coerced not in choices:
         allowed = ", ".join("null" if c is None else str(c) for c in choices)
@@ -224,6 +200,16 @@ def _set(config: Config, key: str, value: Any, raw: str | None = None) -> None:
     if check is not None and coerced is not None and not check(coerced):
         raise ConfigError(f"{key}={coerced!r} is not allowed: {spec.metadata['help']}")
     setattr(section, field_name, coerced)
+
+
+def _set_options(section: Any, key: str, option: str, value: Any) -> None:
+    """``model.options.width=0.5``, or a whole mapping (``options: {width: 0.5}`` in YAML)."""
+    if option:
+        section.options[option] = value
+    elif isinstance(value, dict):
+        section.options.update(value)
+    else:
+        raise ConfigError(f"{key} must be a mapping of option: value; got {value!r}")
 
 
 def _raw_if_string_field(config: Config, key: str, value: Any, raw: str) -> Any:
@@ -265,9 +251,23 @@ def preset_dirs() -> list[Path]:
     return [here.parent.parent / "configs", here.parents[3] / "configs"]
 
 
+def config_presets() -> Registry[Path]:
+    """The preset YAML files by name, described by their first comment line (the package's copy first)."""
+    presets: Registry[Path] = Registry("preset")
+    for folder in preset_dirs():
+        for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
+            if path.stem not in presets:
+                comments = []
+                for line in path.read_text().splitlines():
+                    if not line.startswith("#"):
+                        break
+                    comments.append(line.lstrip("# "))
+                presets.add(path.stem, path, description=first_line("\n".join(comments)))
+    return presets
+
+
 def list_presets() -> list[str]:
-    names = {p.stem for d in preset_dirs() if d.is_dir() for p in d.glob("*.yaml")}
-    return sorted(names)
+    return config_presets().names()
 
 
 def resolve_config_path(name_or_path: str) -> Path:
@@ -276,24 +276,18 @@ def resolve_config_path(name_or_path: str) -> Path:
         if not path.is_file():
             raise ConfigError(f"config file {str(path)!r} does not exist")
         return path
-    for folder in preset_dirs():
-        candidate = folder / f"{name_or_path}.yaml"
-        if candidate.is_file():
-            return candidate
-    raise ConfigError(f"unknown config {name_or_path!r}: not a file, and not a preset ({', '.join(list_presets())})")
+    presets = config_presets()
+    if name_or_path in presets:
+        return presets.get(name_or_path)
+    raise ConfigError(f"unknown config {name_or_path!r}: not a file, and not a preset ({', '.join(presets.names())})")
 
 
 def parse_override(text: str) -> tuple[str, Any, str]:
-    """``section.key=value`` -> (key, value read as YAML: ``1e-3``, ``true``, ``null``, ``[0.9, 0.99]``,
-    ``"quoted text"``; the raw text)."""
-    key, sep, raw = text.partition("=")
-    if not sep or not key:
-        raise ConfigError(f"override {text!r} must look like section.key=value (e.g. loss.k1=1000)")
+    """``section.key=value`` -> (key, value read as YAML, the raw text); see :func:`tunedcl.rundir.parse_override`."""
     try:
-        value = _yaml().safe_load(raw) if raw.strip() else ""
-    except Exception:  # noqa: BLE001 - not YAML: take the text as it is
-        value = raw.strip()
-    return key.strip(), value, raw
+        return rundir.parse_override(text)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
 
 
 def load_config(name_or_path: str = "default", overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -304,11 +298,11 @@ def load_config(name_or_path: str = "default", overrides: list[str] | tuple[str,
         raise ConfigError(f"{path}: a config must be a mapping of sections; got {type(data).__name__}")
     config = Config(name=path.stem)
     for key, value in _flatten(data, str(path)).items():
-        _set(config, key, value)
+        set_value(config, key, value)
     for text in overrides:
         key, value, raw = parse_override(text)
-        _set(config, key, value, raw)
-    check_combination(config)
+        set_value(config, key, value, raw)
+    finalize(config)
     return config
 
 
@@ -316,14 +310,16 @@ def config_from_dict(data: dict[str, Any]) -> Config:
     """Rebuild a Config from :func:`config_to_dict` output (a run's config.yaml), validating it."""
     config = Config()
     for key, value in _flatten(data, "config").items():
-        _set(config, key, value)
-    check_combination(config)
+        set_value(config, key, value)
+    finalize(config)
     return config
 
 
 def config_to_dict(config: Config) -> dict[str, Any]:
     data = dataclasses.asdict(config)
     data["optim"]["betas"] = list(config.optim.betas)
+    loss = data["loss"]
+    data["loss"] = {"method": loss["method"], **loss["hyperparameters"]}
     return data
 
 
@@ -331,11 +327,75 @@ def dump_config(config: Config) -> str:
     return _yaml().safe_dump(config_to_dict(config), sort_keys=False)
 
 
+def load_run_config(run_dir: Path) -> Config:
+    """The config a run directory was started with (its config.yaml), validated."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise ConfigError(f"{run_dir} holds no run (no config.yaml)")
+    return config_from_dict(_yaml().safe_load(path.read_text()) or {})
+
+
+def finalize(config: Config) -> None:
+    """Check the registered names and options (method, encoder, dataset, augmentations), type them, fill in
+    the method's defaults, and apply the rules across fields."""
+    from tunedcl.data import DATASETS
+    from tunedcl.data.augment import AUGMENTATIONS
+    from tunedcl.methods import METHODS
+    from tunedcl.models import MODELS
+
+    loss, model, data = config.loss, config.model, config.data
+    loss.method = _registered("loss.method", METHODS, loss.method)
+    model.encoder = _registered("model.encoder", MODELS, model.encoder)
+    data.dataset = _registered("data.dataset", DATASETS, data.dataset)
+    data.augment = _registered("data.augment", AUGMENTATIONS, data.augment)
+    if data.last_view_augment is not None:
+        data.last_view_augment = _registered("data.last_view_augment", AUGMENTATIONS, data.last_view_augment)
+    methods = [(f"method {name}", METHODS.get(name).hyperparameter_specs()) for name in METHODS]
+    specs = METHODS.get(loss.method).hyperparameter_specs()
+    loss.hyperparameters = resolve(
+        "loss", loss.hyperparameters, specs, f"method {loss.method}", methods, fill_defaults=True,
+        valid_keys=f"valid keys in loss: {', '.join(['method', *specs])}",
+    )
+    _check_hyperparameters(config)
+    model.options = _resolve_options("model.options", model.options, MODELS, model.encoder, "model")
+    data.options = _resolve_options("data.options", data.options, DATASETS, data.dataset, "dataset")
+    check_combination(config)
+
+
+def _registered(key: str, registry: Registry, value: Any) -> str:
+    try:
+        return registry.key(value)
+    except ValueError as error:
+        raise ConfigError(f"{key}: {error}") from None
+
+
+def _resolve_options(where: str, given: dict[str, Any], registry: Registry, name: str, kind: str) -> dict[str, Any]:
+    everyone = [(f"{kind} {entry}", options_of(registry.get(entry))) for entry in registry]
+    specs = options_of(registry.get(name))
+    return resolve(where, given, specs, f"{kind} {name}", everyone, fill_defaults=False,
+                   valid_keys=f"options of {kind} {name}: {', '.join(specs) or 'none'}")
+
+
+def _check_hyperparameters(config: Config) -> None:
+    """Each hyperparameter's value through the method's own checks, naming the key that fails."""
+    from tunedcl.methods import create_method
+
+    for key, value in config.loss.hyperparameters.items():
+        try:
+            create_method(config.loss.method, **{key: value})
+        except ValueError as error:
+            raise ConfigError(f"loss.{key}={value!r} is not allowed: {error}") from None
+
+
 def check_combination(config: Config) -> None:
     """Rules across fields."""
-    if config.loss.method == "ce" and config.loss.queue_size:
-        raise ConfigError("loss.queue_size must be 0 for method ce (no contrastive loss)")
-    if config.loss.method != "ce" and config.data.n_views < 2 and config.loss.method in ("simclr", "tcl-ssl"):
-        raise ConfigError(f"data.n_views must be >= 2 for self-supervised method {config.loss.method!r}")
+    from tunedcl.methods import METHODS
+
+    method = METHODS.get(config.loss.method)
+    if method.fixed_views is None and config.data.n_views < method.min_views:
+        raise ConfigError(
+            f"data.n_views must be >= {method.min_views} for "
+            f"{'self-supervised ' if not method.uses_labels else ''}method {config.loss.method!r}"
+        )
     if config.data.fraction is not None and config.data.per_class is not None:
         raise ConfigError("data.fraction and data.per_class cannot both be set; choose one")

@@ -1,5 +1,6 @@
-"""Evaluation of a trained run: frozen-encoder features once for train and test, then kNN and the
-linear probe(s) the config asks for; the cross-entropy baseline's own classifier is evaluated directly."""
+"""Evaluation of a trained run: frozen-encoder features (the encoder the method names) once for train and
+test, then kNN and the linear probe(s) the config asks for; a method whose model is a classifier (the
+cross-entropy baseline) has that classifier evaluated directly too."""
 
 from __future__ import annotations
 
@@ -10,18 +11,15 @@ import torch
 from torch import nn
 
 from tunedcl.evaluate import extract_features, fit_linear_probe, knn_classify, paper_linear_probe
+from tunedcl.methods import Method
 from tunedcl.train.config import Config
 from tunedcl.train.runtime import Runtime
 
 GEOMETRY_SAMPLES = 2000  # the pairwise measures are O(n^2); 2,000 test images give ~4M pairs
 
 
-def encoder_of(model: nn.Module) -> nn.Module:
-    return model.encoder
-
-
-def features_of(model: nn.Module, dataset: Any, config: Config, runtime: Runtime) -> tuple[torch.Tensor, ...]:
-    encoder = encoder_of(model)
+def features_of(method: Method, dataset: Any, config: Config, runtime: Runtime) -> tuple[torch.Tensor, ...]:
+    encoder = method.evaluated_encoder(method.model)
     common = dict(
         batch_size=config.eval.batch_size,
         device=runtime.device,
@@ -41,9 +39,9 @@ def _knn(train: torch.Tensor, test: torch.Tensor, dataset: Any, config: Config) 
     return {"knn_top1": result.top1, "knn_top5": result.top5}
 
 
-def knn_only(model: nn.Module, dataset: Any, config: Config, runtime: Runtime) -> dict[str, float]:
+def knn_only(method: Method, dataset: Any, config: Config, runtime: Runtime) -> dict[str, float]:
     """kNN top-1 alone (the periodic evaluation during training)."""
-    return {"knn_top1": _knn(*features_of(model, dataset, config, runtime), dataset, config)["knn_top1"]}
+    return {"knn_top1": _knn(*features_of(method, dataset, config, runtime), dataset, config)["knn_top1"]}
 
 
 @torch.inference_mode()
@@ -73,23 +71,23 @@ def _geometry(test: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
     return geometry(test[keep].float(), labels[keep])
 
 
-def evaluate(model: nn.Module, dataset: Any, config: Config, runtime: Runtime) -> dict[str, Any]:
+def evaluate(method: Method, dataset: Any, config: Config, runtime: Runtime) -> dict[str, Any]:
     """All end-of-run metrics: knn_top1 and linear_top1 (percent, test split) at least."""
     results: dict[str, Any] = {}
     tic = time.perf_counter()
-    train, test = features_of(model, dataset, config, runtime)
+    train, test = features_of(method, dataset, config, runtime)
     results["feature_seconds"] = time.perf_counter() - tic
     results.update(_knn(train, test, dataset, config))
     if config.eval.geometry:
         results.update(_geometry(test, dataset.test.labels))
     mode = config.eval.linear_probe
-    if config.loss.method == "ce":
-        results["ce_top1"] = _classifier_accuracy(model, dataset, config, runtime)
+    if method.has_classifier:
+        results["ce_top1"] = _classifier_accuracy(method.model, dataset, config, runtime)
         results["linear_top1"] = results["ce_top1"]
         results["linear_probe"] = "the cross-entropy classifier itself"
     if mode in ("paper", "both"):
         probe = paper_linear_probe(
-            encoder_of(model),
+            method.evaluated_encoder(method.model),
             dataset.train.images,
             dataset.train.labels,
             dataset.test.images,

@@ -1,34 +1,39 @@
-"""Contrastive pretraining and the cross-entropy baseline: one loop, exactly resumable.
+"""The training loop of every method: one loop, exactly resumable, that knows no method by name.
 
 Data flow per step: a slice of the epoch's permutation (a pure function of seed and epoch, so a resumed
 run sees the same order) -> uint8 images on the device -> V augmented views in one batched call (a
-per-rank generator whose state is checkpointed) -> encoder + head under autocast -> loss -> SGD/AdamW
-step -> cosine schedule. A checkpoint holds everything that determines the rest of the run: weights,
-optimiser, scheduler, generator states, step and the partial epoch's sums. On CPU a resumed run
-therefore ends with bit-identical weights to an uninterrupted one.
+per-rank generator whose state is checkpointed) -> the method's step under autocast (model, loss) ->
+SGD/AdamW step -> the method's after-step hook -> cosine schedule. A checkpoint holds everything that
+determines the rest of the run: weights, the method's state (memory queues, targets), optimiser,
+scheduler, generator states, step and the partial epoch's sums. On CPU a resumed run therefore ends with
+bit-identical weights to an uninterrupted one.
+
+:class:`Trainer` splits the run into :meth:`~Trainer.restore`, :meth:`~Trainer.train_step`,
+:meth:`~Trainer.end_epoch` and :meth:`~Trainer.checkpoint`; :func:`train` runs it.
 """
 
 from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from tunedcl import distributed, rundir
+from tunedcl.analysis import batch_gradient_statistics
 from tunedcl.data import load_dataset
 from tunedcl.data.augment import make_views
-from tunedcl.train import rundir
-from tunedcl.train.builders import build_loss, build_model, build_optimizer, build_scheduler
+from tunedcl.methods import Batch, Method, create_method
+from tunedcl.train.builders import build_encoder, build_optimizer, build_scheduler
 from tunedcl.train.config import Config, ConfigError
 from tunedcl.train.progress import Progress
-from tunedcl.train.runtime import Runtime, peak_memory_bytes, seed_everything
+from tunedcl.train.runtime import Runtime, seed_everything
 
 GRADIENT_BATCHES = 8  # train.log_gradients analyses every (steps_per_epoch // 8)-th batch: 8 to 15 per epoch
 
@@ -44,18 +49,12 @@ class Interrupted(RuntimeError):
 @dataclass
 class TrainOutcome:
     model: nn.Module  # unwrapped (no DDP)
+    method: Method
     dataset: Any  # tunedcl.data.Dataset
     steps: int
     train_seconds: float
     views_per_second: float
     final_loss: float
-
-
-def _non_finite(what: str, step: int, epoch: int, run_dir: Path) -> TrainingError:
-    return TrainingError(
-        f"{what} became non-finite at step {step + 1} (epoch {epoch + 1}); the last good checkpoint "
-        f"({run_dir / rundir.CHECKPOINT}) is kept. Lower optim.lr, add warm-up, or check the data."
-    )
 
 
 def epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
@@ -65,10 +64,8 @@ def epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
 
 
 def load_training_data(config: Config):
+    """The dataset of the config, with its subset and source options (``data.options``)."""
     data = config.data
-    options: dict[str, Any] = {}
-    if data.image_size is not None:
-        options["image_size"] = data.image_size
     try:
         return load_dataset(
             data.dataset,
@@ -77,10 +74,24 @@ def load_training_data(config: Config):
             fraction=data.fraction,
             per_class=data.per_class,
             seed=data.subset_seed,
-            **options,
+            **data.options,
         )
     except ValueError as error:
         raise ConfigError(f"data: {error}") from error
+
+
+def build_method(config: Config, in_channels: int, num_classes: int, gather_distributed: bool) -> Method:
+    """The config's method with its model built (``method.model``); the encoder is built first, then the
+    method's parts, so the initial weights depend on the seed alone."""
+    method = create_method(config.loss.method, **config.loss.hyperparameters)
+    method.build(
+        build_encoder(config, in_channels),
+        num_classes,
+        projection_dim=config.model.projection_dim,
+        projection_hidden=config.model.projection_hidden,
+        gather_distributed=gather_distributed,
+    )
+    return method
 
 
 class _StopFlag:
@@ -117,63 +128,224 @@ def _tensorboard(run_dir: Path) -> Any:
     return SummaryWriter(str(run_dir / "tensorboard"))
 
 
-def _gradient_statistics(config: Config, projections: torch.Tensor, labels: torch.Tensor | None) -> dict[str, float]:
-    """tcl.md §2's gradient response on one batch: the TCL terms as configured (SupCon and SimCLR: k1 = 0,
-    k2 = 1; for SimCLR with 2 views this is its own loss). Self-supervised: instance ids as labels."""
-    from tunedcl.analysis import denominator_shares, gradient_coefficients, mean_gradient_magnitudes
-
-    batch, views, dim = projections.shape
-    ids = labels if labels is not None else torch.arange(batch, device=projections.device)
-    rows, row_labels = projections.reshape(-1, dim).cpu(), ids.repeat_interleave(views).cpu()
-    tcl = config.loss.method in ("tcl", "tcl-ssl")
-    terms = dict(
-        temperature=config.loss.temperature,
-        k1=config.loss.k1 if tcl else 0.0,
-        k2=config.loss.k2 if tcl else 1.0,
-        k1_uses_temperature=config.loss.k1_uses_temperature,
-    )
-    stats = mean_gradient_magnitudes(gradient_coefficients(rows, row_labels, **terms))
-    stats.update(denominator_shares(rows, row_labels, **terms))
-    return stats
+def _new_epoch_sums() -> dict[str, float]:
+    return {"loss": 0.0, "steps": 0, "seconds": 0.0}
 
 
-def _mean_gradient_statistics(
-    config: Config, batches: list[tuple[torch.Tensor, torch.Tensor | None]]
-) -> dict[str, float]:
-    """:func:`_gradient_statistics` averaged over the logged batches of an epoch."""
-    per_batch = [_gradient_statistics(config, *batch) for batch in batches]
-    return {key: sum(stats[key] for stats in per_batch) / len(per_batch) for key in per_batch[0]}
+class Trainer:
+    """One run's training state and its four phases. Construct, :meth:`restore` if resuming, :meth:`run`."""
 
+    def __init__(self, config: Config, run_dir: Path, runtime: Runtime, progress: Progress,
+                 on_epoch_end: Callable[[Method, int, int], dict[str, Any] | None] | None = None) -> None:
+        self.config, self.run_dir, self.runtime, self.progress = config, run_dir, runtime, progress
+        self.on_epoch_end = on_epoch_end
+        seed_everything(config.train.seed)
+        self.dataset = load_training_data(config)
+        self.memory_format = torch.channels_last if config.train.channels_last else torch.contiguous_format
+        gather = runtime.distributed and config.train.gather_distributed
+        self.method = build_method(config, self.dataset.in_channels, self.dataset.num_classes, gather)
+        self.model = self.method.model.to(runtime.device, memory_format=self.memory_format)
+        self.method.to(runtime.device)
+        self.wrapped: nn.Module = self.model
+        if runtime.distributed:
+            device = runtime.device
+            device_ids = [device.index] if device.type == "cuda" else None
+            self.wrapped = DistributedDataParallel(self.model, device_ids=device_ids)
+        self._plan_steps()
+        self.optimizer = build_optimizer(config, self.model)
+        self.scheduler = build_scheduler(config, self.optimizer, self.total_steps, self.steps_per_epoch)
+        self.generator = torch.Generator().manual_seed(config.train.seed * 7919 + 17 + runtime.rank)
+        self.n_views = self.method.fixed_views or config.data.n_views
+        self.step, self.epoch_sums = 0, _new_epoch_sums()
+        self.metrics = rundir.MetricsLog(run_dir)
+        self.trained_seconds, self.last_loss = 0.0, float("nan")
+        # train.log_gradients: every log_every-th batch of an epoch (8 to 15 of them), analysed at its end (one
+        # batch alone is noisy; the analysis runs outside the timed steps). An epoch resumed mid-way averages
+        # only the batches logged after the resume.
+        self.gradient_terms = self.method.gradient_terms() if config.train.log_gradients else None
+        self.logged_batches: list[tuple[torch.Tensor, torch.Tensor | None]] = []
+        self.log_every = max(1, self.steps_per_epoch // GRADIENT_BATCHES)
 
-def _interrupted(step: int, run_dir: Path) -> Interrupted:
-    return Interrupted(f"interrupted at step {step}; checkpoint written to {run_dir / rundir.CHECKPOINT}")
+    def _plan_steps(self) -> None:
+        batch, world = self.config.train.batch_size, self.runtime.world_size
+        if batch % world:
+            raise ConfigError(f"train.batch_size={batch} must be divisible by the {world} processes")
+        self.batch, self.local_batch = batch, batch // world
+        self.steps_per_epoch = len(self.dataset.train) // batch
+        if self.steps_per_epoch == 0:
+            raise ConfigError(
+                f"train.batch_size={batch} is larger than the {len(self.dataset.train)} training images; lower it"
+            )
+        self.total_steps = self.config.train.max_steps or self.config.train.epochs * self.steps_per_epoch
+        self.epochs = -(-self.total_steps // self.steps_per_epoch)
 
+    # --- restore and checkpoint -------------------------------------------------------------------------------
+    def restore(self) -> None:
+        """Continue from the run directory's checkpoint, if there is one; drop records of lost work."""
+        # On the CPU: RNG states must stay CPU ByteTensors; load_state_dict moves the rest.
+        state = rundir.load_checkpoint(self.run_dir, map_location="cpu")
+        if state is not None:
+            if len(state["generators"]) != self.runtime.world_size:
+                raise ConfigError(
+                    f"the checkpoint in {self.run_dir} was written by {len(state['generators'])} process(es); "
+                    f"resume it with the same number (got {self.runtime.world_size})"
+                )
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.method.load_state_dict(state["method_states"][self.runtime.rank])
+            self.generator.set_state(state["generators"][self.runtime.rank])
+            torch.set_rng_state(state["torch_rng"])
+            self.step, self.epoch_sums = state["step"], state["epoch_sums"]
+            if self.runtime.is_main:
+                self.progress.line(f"resumed from step {self.step} (epoch {self.step // self.steps_per_epoch + 1})")
+        if self.runtime.is_main:
+            self.metrics.truncate_after(self.step)
 
-def _per_rank(value: Any, runtime: Runtime) -> list[Any]:
-    """``value`` of every rank, in rank order (only rank 0 needs the list)."""
-    if not runtime.distributed:
-        return [value]
-    values: list[Any] = [None] * runtime.world_size
-    dist.all_gather_object(values, value)
-    return values
+    def checkpoint(self, finished: bool = False) -> None:
+        """Write checkpoints/last.pt (rank 0, atomically), with every rank's generator and method state."""
+        generators = distributed.per_rank(self.generator.get_state())
+        method_states = distributed.per_rank(self.method.state_dict())  # queues differ per rank without gathering
+        if not self.runtime.is_main:
+            return
+        rundir.save_checkpoint(self.run_dir, {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "method_states": method_states,
+            "generators": generators,
+            "torch_rng": torch.get_rng_state(),
+            "step": self.step,
+            "epoch_sums": dict(self.epoch_sums),
+            "finished": finished,
+            "steps_per_epoch": self.steps_per_epoch,
+        })
 
+    # --- one step ---------------------------------------------------------------------------------------------
+    def _check_finite(self, what: str, tensor: torch.Tensor) -> None:
+        # Every rank must stop together, or the others would wait in a collective forever.
+        if distributed.any_rank(not bool(torch.isfinite(tensor).all()), self.runtime.device):
+            raise self._non_finite(what)
 
-def _mean_over_ranks(value: float, runtime: Runtime) -> float:
-    total = torch.tensor([value], dtype=torch.float64, device=_collective_device(runtime))
-    dist.all_reduce(total)
-    return float(total) / runtime.world_size
+    def _non_finite(self, what: str) -> TrainingError:
+        epoch = self.step // self.steps_per_epoch
+        return TrainingError(
+            f"{what} became non-finite at step {self.step + 1} (epoch {epoch + 1}); the last good checkpoint "
+            f"({self.run_dir / rundir.CHECKPOINT}) is kept. Lower optim.lr, add warm-up, or check the data."
+        )
 
+    def _views(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        train, device, data = self.dataset.train, self.runtime.device, self.config.data
+        images = train.images[rows].to(device, non_blocking=True)
+        labels = train.labels[rows].to(device, non_blocking=True)
+        views = make_views(images, self.n_views, data.augment, self.dataset.mean, self.dataset.std,
+                           generator=self.generator, last_view_preset=data.last_view_augment)
+        return views.contiguous(memory_format=torch.contiguous_format), labels
 
-def _collective_device(runtime: Runtime) -> torch.device:
-    return runtime.device if dist.get_backend() == "nccl" else torch.device("cpu")
+    def train_step(self, order: torch.Tensor, index: int) -> float:
+        """One optimiser step on the ``index``-th batch of the epoch's ``order``; returns the seconds it took."""
+        tic = time.perf_counter()
+        start = index * self.batch + self.runtime.rank * self.local_batch
+        views, labels = self._views(order[start : start + self.local_batch])
+        batch = Batch(views, labels, self.wrapped, self.memory_format, self._check_finite)
+        with self.runtime.autocast():
+            out = self.method.training_step(batch)
+        if self.gradient_terms is not None and out.embeddings is not None and index % self.log_every == 0:
+            self.logged_batches.append((out.embeddings.detach(), out.labels))
+        value = float(out.loss.detach())
+        if not out.is_global:
+            value = distributed.mean_over_ranks(value, self.runtime.device)  # a local loss: the global mean
+        if distributed.any_rank(value != value or value in (float("inf"), float("-inf")), self.runtime.device):
+            raise self._non_finite(f"the loss ({value})")
+        self.optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        self.optimizer.step()
+        self.method.after_step()
+        self.scheduler.step()
+        self.step += 1
+        self.last_loss = value
+        seconds = time.perf_counter() - tic
+        self.trained_seconds += seconds
+        self.epoch_sums["loss"] += value
+        self.epoch_sums["steps"] += 1
+        self.epoch_sums["seconds"] += seconds
+        return seconds
 
+    # --- end of an epoch --------------------------------------------------------------------------------------
+    def end_epoch(self, epoch: int, board: Any) -> None:
+        """The epoch's metrics record (and periodic evaluation, gradient statistics), then a checkpoint."""
+        sums = self.epoch_sums
+        record = {
+            "epoch": epoch + 1,
+            "step": self.step,
+            "loss": sums["loss"] / max(sums["steps"], 1),
+            "lr": self.scheduler.get_last_lr()[0],
+            "views_per_s": sums["steps"] * self.batch * self.n_views / max(sums["seconds"], 1e-9),
+            "seconds": sums["seconds"],
+        }
+        if self.on_epoch_end is not None:
+            record.update(self.on_epoch_end(self.method, epoch + 1, self.step) or {})
+        if self.logged_batches:
+            per_batch = [batch_gradient_statistics(*batch, self.gradient_terms) for batch in self.logged_batches]
+            record.update({key: sum(s[key] for s in per_batch) / len(per_batch) for key in per_batch[0]})
+            self.logged_batches.clear()
+        self.epoch_sums = _new_epoch_sums()
+        if self.runtime.is_main:
+            self._publish(record, board)
+        self.checkpoint(finished=self.step >= self.total_steps)
 
-def _any_rank(flag: bool, runtime: Runtime) -> bool:
-    if not runtime.distributed:
-        return flag
-    value = torch.tensor([1.0 if flag else 0.0], device=_collective_device(runtime))
-    dist.all_reduce(value)
-    return bool(value.item() > 0)
+    def _publish(self, record: dict[str, Any], board: Any) -> None:
+        self.metrics.append(record)
+        if board is not None:
+            for key, value in record.items():
+                if key not in ("epoch", "step") and isinstance(value, float | int):
+                    board.add_scalar(key, value, self.step)
+            board.flush()
+        self.progress.line(
+            f"epoch {record['epoch']}/{self.epochs}  loss {record['loss']:.4f}  lr {record['lr']:.4g}  "
+            f"{record['views_per_s']:,.0f} views/s  {record['seconds']:.1f} s"
+            + "".join(f"  {k} {v:.2f}" for k, v in record.items() if k.startswith("knn"))
+        )
+
+    # --- the whole run ----------------------------------------------------------------------------------------
+    def _interrupted(self) -> Interrupted:
+        return Interrupted(f"interrupted at step {self.step}; checkpoint written to {self.run_dir / rundir.CHECKPOINT}")
+
+    def run(self) -> TrainOutcome:
+        """Train to the configured number of steps, checkpointing every epoch (and every
+        ``train.checkpoint_every_steps``), stopping cleanly on Ctrl-C or SIGTERM."""
+        config, device = self.config, self.runtime.device
+        board = _tensorboard(self.run_dir) if config.train.tensorboard and self.runtime.is_main else None
+        views_per_step = self.batch * self.n_views
+        with _StopFlag() as stop:
+            while self.step < self.total_steps:
+                epoch, first = divmod(self.step, self.steps_per_epoch)
+                order = epoch_permutation(config.train.seed, epoch, len(self.dataset.train))
+                self.wrapped.train()
+                for index in range(first, self.steps_per_epoch):
+                    seconds = self.train_step(order, index)
+                    sums = self.epoch_sums
+                    self.progress.update(epoch, self.epochs, index + 1, self.steps_per_epoch,
+                                         sums["loss"] / sums["steps"], views_per_step / max(seconds, 1e-9))
+                    if index + 1 == self.steps_per_epoch or self.step >= self.total_steps:
+                        break  # the epoch's record and checkpoint come first; a stop request after them
+                    if distributed.any_rank(stop.requested, device):
+                        self.checkpoint()
+                        raise self._interrupted()
+                    every = config.train.checkpoint_every_steps
+                    if every and self.step % every == 0:
+                        self.checkpoint()
+                self.end_epoch(epoch, board)
+                if self.step < self.total_steps and distributed.any_rank(stop.requested, device):
+                    raise self._interrupted()
+        return self._outcome(views_per_step)
+
+    def _outcome(self, views_per_step: int) -> TrainOutcome:
+        rate = 0.0
+        if self.runtime.is_main:
+            rate = _mean_rate(self.metrics, views_per_step, self.trained_seconds, self.step)
+        return TrainOutcome(model=self.model, method=self.method, dataset=self.dataset, steps=self.step,
+                            train_seconds=self.trained_seconds, views_per_second=rate, final_loss=self.last_loss)
 
 
 def train(
@@ -186,195 +358,10 @@ def train(
     on_epoch_end: Any = None,
 ) -> TrainOutcome:
     """Train as configured, checkpointing into ``run_dir``; resume from its checkpoint if asked."""
-    progress = progress or Progress(quiet=True)
-    seed_everything(config.train.seed)
-    dataset = load_training_data(config)
-    train_split = dataset.train
-    device = runtime.device
-    memory_format = torch.channels_last if config.train.channels_last else torch.contiguous_format
-
-    model = build_model(config, dataset.in_channels, dataset.num_classes).to(device, memory_format=memory_format)
-    loss_fn = build_loss(config, gather_distributed=runtime.distributed and config.train.gather_distributed)
-    if loss_fn is not None:
-        loss_fn = loss_fn.to(device)
-    wrapped: nn.Module = model
-    if runtime.distributed:
-        wrapped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-
-    batch = config.train.batch_size
-    if batch % runtime.world_size:
-        raise ConfigError(f"train.batch_size={batch} must be divisible by the {runtime.world_size} processes")
-    local_batch = batch // runtime.world_size
-    steps_per_epoch = len(train_split) // batch
-    if steps_per_epoch == 0:
-        raise ConfigError(f"train.batch_size={batch} is larger than the {len(train_split)} training images; lower it")
-    total_steps = config.train.max_steps or config.train.epochs * steps_per_epoch
-    epochs = -(-total_steps // steps_per_epoch)
-    optimizer = build_optimizer(config, model)
-    scheduler = build_scheduler(config, optimizer, total_steps, steps_per_epoch)
-    generator = torch.Generator().manual_seed(config.train.seed * 7919 + 17 + runtime.rank)
-    n_views = 1 if config.loss.method == "ce" else config.data.n_views
-    supervised = config.supervised
-
-    step, epoch_sums = 0, {"loss": 0.0, "steps": 0, "seconds": 0.0}
-    metrics = rundir.MetricsLog(run_dir)
+    trainer = Trainer(config, run_dir, runtime, progress or Progress(quiet=True), on_epoch_end)
     if resume:
-        # On the CPU: RNG states must stay CPU ByteTensors; load_state_dict moves the rest.
-        state = rundir.load_checkpoint(run_dir, map_location="cpu")
-        if state is not None:
-            if len(state["generators"]) != runtime.world_size:
-                raise ConfigError(
-                    f"the checkpoint in {run_dir} was written by {len(state['generators'])} process(es); "
-                    f"resume it with the same number (got {runtime.world_size})"
-                )
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            loss_states = state.get("loss_states") or [None]
-            if loss_fn is not None and loss_states[runtime.rank] is not None:
-                loss_fn.load_state_dict(loss_states[runtime.rank])
-            generator.set_state(state["generators"][runtime.rank])
-            torch.set_rng_state(state["torch_rng"])
-            step, epoch_sums = state["step"], state["epoch_sums"]
-            if runtime.is_main:
-                progress.line(f"resumed from step {step} (epoch {step // steps_per_epoch + 1})")
-        if runtime.is_main:
-            metrics.truncate_after(step)  # drop records of work lost since the checkpoint
-
-    def checkpoint(finished: bool = False) -> None:
-        states = _per_rank(generator.get_state(), runtime)
-        loss_states = _per_rank(loss_fn.state_dict() if loss_fn is not None else None, runtime)
-        if not runtime.is_main:
-            return
-        rundir.save_checkpoint(
-            run_dir,
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "loss_states": loss_states,  # per rank: memory queues differ without gathering
-                "generators": states,
-                "torch_rng": torch.get_rng_state(),
-                "step": step,
-                "epoch_sums": dict(epoch_sums),
-                "finished": finished,
-                "steps_per_epoch": steps_per_epoch,
-            },
-        )
-
-    board = _tensorboard(run_dir) if config.train.tensorboard and runtime.is_main else None
-    images_all, labels_all = train_split.images, train_split.labels
-    views_per_step = batch * n_views
-    trained_seconds = 0.0
-    last_loss = float("nan")
-    # train.log_gradients: every log_every-th batch of an epoch (8 to 15 of them), analysed at its end (one
-    # batch alone is noisy; the analysis runs outside the timed steps). An epoch resumed mid-way averages
-    # only the batches logged after the resume.
-    logged_batches: list[tuple[torch.Tensor, torch.Tensor | None]] = []
-    log_every = max(1, steps_per_epoch // GRADIENT_BATCHES)
-    with _StopFlag() as stop:
-        while step < total_steps:
-            epoch, first = divmod(step, steps_per_epoch)
-            order = epoch_permutation(config.train.seed, epoch, len(train_split))
-            wrapped.train()
-            for index in range(first, steps_per_epoch):
-                tic = time.perf_counter()
-                rows = order[
-                    index * batch + runtime.rank * local_batch : index * batch + (runtime.rank + 1) * local_batch
-                ]
-                images = images_all[rows].to(device, non_blocking=True)
-                labels = labels_all[rows].to(device, non_blocking=True)
-                views = make_views(
-                    images,
-                    n_views,
-                    config.data.augment,
-                    dataset.mean,
-                    dataset.std,
-                    generator=generator,
-                    last_view_preset=config.data.last_view_augment,
-                )
-                views = views.contiguous(memory_format=torch.contiguous_format)
-                with runtime.autocast():
-                    if loss_fn is None:
-                        flat = views[:, 0].contiguous(memory_format=memory_format)
-                        loss = F.cross_entropy(wrapped(flat).float(), labels)
-                    else:
-                        projections = wrapped(views).projections.float()
-                        # Every rank must stop together, or the others would wait in a collective forever.
-                        if _any_rank(not bool(torch.isfinite(projections).all()), runtime):
-                            raise _non_finite("the embeddings", step, epoch, run_dir)
-                        loss = loss_fn(projections, labels if supervised else None)
-                        if config.train.log_gradients and index % log_every == 0:
-                            logged_batches.append((projections.detach(), labels if supervised else None))
-                value = float(loss.detach())
-                if runtime.distributed and not (loss_fn is not None and loss_fn.gather_distributed):
-                    value = _mean_over_ranks(value, runtime)  # a local loss: report the global mean
-                if _any_rank(value != value or value in (float("inf"), float("-inf")), runtime):
-                    raise _non_finite(f"the loss ({value})", step, epoch, run_dir)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
-                step += 1
-                last_loss = value
-                seconds = time.perf_counter() - tic
-                trained_seconds += seconds
-                epoch_sums["loss"] += value
-                epoch_sums["steps"] += 1
-                epoch_sums["seconds"] += seconds
-                progress.update(
-                    epoch,
-                    epochs,
-                    index + 1,
-                    steps_per_epoch,
-                    epoch_sums["loss"] / epoch_sums["steps"],
-                    views_per_step / max(seconds, 1e-9),
-                )
-                if index + 1 == steps_per_epoch or step >= total_steps:
-                    break  # the epoch's record and checkpoint come first; a stop request after them
-                if _any_rank(stop.requested, runtime):
-                    checkpoint()
-                    raise _interrupted(step, run_dir)
-                every = config.train.checkpoint_every_steps
-                if every and step % every == 0:
-                    checkpoint()
-            record = {
-                "epoch": epoch + 1,
-                "step": step,
-                "loss": epoch_sums["loss"] / max(epoch_sums["steps"], 1),
-                "lr": scheduler.get_last_lr()[0],
-                "views_per_s": epoch_sums["steps"] * views_per_step / max(epoch_sums["seconds"], 1e-9),
-                "seconds": epoch_sums["seconds"],
-            }
-            if on_epoch_end is not None:
-                record.update(on_epoch_end(model, epoch + 1, step) or {})
-            if config.train.log_gradients and logged_batches:
-                record.update(_mean_gradient_statistics(config, logged_batches))
-                logged_batches.clear()
-            epoch_sums = {"loss": 0.0, "steps": 0, "seconds": 0.0}
-            if runtime.is_main:
-                metrics.append(record)
-                if board is not None:
-                    for key, value in record.items():
-                        if key not in ("epoch", "step") and isinstance(value, float | int):
-                            board.add_scalar(key, value, step)
-                    board.flush()
-                progress.line(
-                    f"epoch {record['epoch']}/{epochs}  loss {record['loss']:.4f}  lr {record['lr']:.4g}  "
-                    f"{record['views_per_s']:,.0f} views/s  {record['seconds']:.1f} s"
-                    + "".join(f"  {k} {v:.2f}" for k, v in record.items() if k.startswith("knn"))
-                )
-            checkpoint(finished=step >= total_steps)
-            if step < total_steps and _any_rank(stop.requested, runtime):
-                raise _interrupted(step, run_dir)
-    return TrainOutcome(
-        model=model,
-        dataset=dataset,
-        steps=step,
-        train_seconds=trained_seconds,
-        views_per_second=_mean_rate(metrics, views_per_step, trained_seconds, step) if runtime.is_main else 0.0,
-        final_loss=last_loss,
-    )
+        trainer.restore()
+    return trainer.run()
 
 
 def _mean_rate(metrics: rundir.MetricsLog, views_per_step: int, seconds: float, steps: int) -> float:
@@ -386,4 +373,4 @@ def _mean_rate(metrics: rundir.MetricsLog, views_per_step: int, seconds: float, 
     return views_per_step * steps / max(seconds, 1e-9)
 
 
-__all__ = ["Interrupted", "TrainOutcome", "TrainingError", "epoch_permutation", "peak_memory_bytes", "train"]
+__all__ = ["Interrupted", "TrainOutcome", "Trainer", "TrainingError", "epoch_permutation", "train"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import platform
 import time
 from pathlib import Path
@@ -10,9 +11,9 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from tunedcl import __version__
-from tunedcl.train import rundir
-from tunedcl.train.config import Config, ConfigError, config_from_dict, dump_config
+from tunedcl import __version__, rundir
+from tunedcl.methods import Method
+from tunedcl.train.config import Config, ConfigError, dump_config, load_run_config
 from tunedcl.train.loop import train
 from tunedcl.train.progress import Progress
 from tunedcl.train.runtime import Runtime, peak_memory_bytes, setup
@@ -30,9 +31,7 @@ def prepare_run_dir(run_dir: Path, config: Config | None, resume: bool) -> Confi
     if resume:
         if not config_path.is_file():
             raise ConfigError(f"--resume: {run_dir} holds no run (no config.yaml)")
-        import yaml
-
-        saved = config_from_dict(yaml.safe_load(config_path.read_text()))
+        saved = load_run_config(run_dir)
         if config is not None and dump_config(config) != dump_config(saved):
             raise ConfigError(
                 f"--resume continues {run_dir} with its own config.yaml; do not pass --config or overrides"
@@ -93,7 +92,7 @@ def run_training(
         from tunedcl.train.evaluation import evaluate
 
         tic = time.perf_counter()
-        metrics = evaluate(outcome.model, outcome.dataset, config, runtime)
+        metrics = evaluate(outcome.method, outcome.dataset, config, runtime)
         eval_seconds = time.perf_counter() - tic
         log = rundir.MetricsLog(run_dir)
         train_seconds = sum(r.get("seconds", 0.0) for r in log.read() if "epoch" in r)
@@ -136,31 +135,25 @@ def _periodic_knn(config: Config, runtime: Runtime):
 
     dataset_cache: dict[str, Any] = {}
 
-    def hook(model: torch.nn.Module, epoch: int, step: int) -> dict[str, float]:
+    def hook(method: Method, epoch: int, step: int) -> dict[str, float]:
         if epoch % config.eval.every_epochs or not runtime.is_main:
             return {}
         if "dataset" not in dataset_cache:
             from tunedcl.train.loop import load_training_data
 
             dataset_cache["dataset"] = load_training_data(config)
-        return knn_only(model, dataset_cache["dataset"], config, runtime)
+        return knn_only(method, dataset_cache["dataset"], config, runtime)
 
     return hook
 
 
 def evaluate_run(run_dir: Path, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
     """``tunedcl eval RUN_DIR``: evaluate a run's last checkpoint again (eval.* overrides allowed)."""
-    import yaml
-
-    from tunedcl.train.builders import build_model
-    from tunedcl.train.config import _set, parse_override
+    from tunedcl.train.config import parse_override, set_value
     from tunedcl.train.evaluation import evaluate
-    from tunedcl.train.loop import load_training_data
+    from tunedcl.train.loop import build_method, load_training_data
 
-    config_path = run_dir / "config.yaml"
-    if not config_path.is_file():
-        raise ConfigError(f"{run_dir} holds no run (no config.yaml)")
-    config = config_from_dict(yaml.safe_load(config_path.read_text()))
+    config = load_run_config(run_dir)
     for text in overrides:
         key, value, raw = parse_override(text)
         if not key.startswith(("eval.", "train.device", "train.threads", "train.precision")):
@@ -168,21 +161,19 @@ def evaluate_run(run_dir: Path, overrides: list[str] | tuple[str, ...] = ()) -> 
                 f"tunedcl eval only takes eval.*, train.device, train.threads and "
                 f"train.precision overrides; got {key!r}"
             )
-        _set(config, key, value, raw)
+        set_value(config, key, value, raw)
     state = rundir.load_checkpoint(run_dir)
     if state is None:
         raise ConfigError(f"{run_dir} has no checkpoint ({rundir.CHECKPOINT})")
     runtime = setup(config.train)
     dataset = load_training_data(config)
-    model = build_model(config, dataset.in_channels, dataset.num_classes)
-    model.load_state_dict(state["model"])
-    model.to(
+    method = build_method(config, dataset.in_channels, dataset.num_classes, gather_distributed=False)
+    method.model.load_state_dict(state["model"])
+    method.model.to(
         runtime.device, memory_format=torch.channels_last if config.train.channels_last else torch.contiguous_format
     )
-    metrics = evaluate(model, dataset, config, runtime)
+    metrics = evaluate(method, dataset, config, runtime)
     results_path = run_dir / "results.json"
-    import json
-
     results = json.loads(results_path.read_text()) if results_path.is_file() else {"name": config.name}
     results.update(metrics)
     rundir.write_json(results_path, results)

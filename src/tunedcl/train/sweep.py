@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tunedcl.report import write_summary
-from tunedcl.train.config import Config, ConfigError, config_from_dict, config_to_dict, load_config
+from tunedcl.train.config import Config, ConfigError, config_to_dict, load_config, load_run_config
 
 
 @dataclass(frozen=True)
@@ -60,20 +60,13 @@ def _identity(config: Config) -> str:
     return json.dumps(data, sort_keys=True, default=str)
 
 
-def _saved_config(run_dir: Path) -> Config:
-    """The config a run directory was started with (its config.yaml)."""
-    import yaml
-
-    return config_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
-
-
 def _flat(config: Config) -> dict[str, Any]:
     return {f"{s}.{k}": v for s, sec in config_to_dict(config).items() if isinstance(sec, dict) for k, v in sec.items()}
 
 
 def _check_same_config(run_dir: Path, planned: Config) -> None:
     """ConfigError unless the run in ``run_dir`` was started with ``planned`` (up to result-neutral fields)."""
-    saved = _saved_config(run_dir)
+    saved = load_run_config(run_dir)
     if _identity(saved) != _identity(planned):
         old, new = _flat(saved), _flat(planned)
         differing = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k != "train.tensorboard")
@@ -93,7 +86,7 @@ def finished_runs(roots: list[Path]) -> dict[str, Path]:
         for results in sorted(root.rglob("results.json")):
             run_dir = results.parent
             if (run_dir / "config.yaml").is_file():
-                found.setdefault(_identity(_saved_config(run_dir)), run_dir.resolve())
+                found.setdefault(_identity(load_run_config(run_dir)), run_dir.resolve())
     return found
 
 

@@ -1,0 +1,189 @@
+"""What a training method is: the parts it builds, its loss, its step, its hook after the optimiser step and
+the state it checkpoints. ``tunedcl.train`` runs any registered method and knows none by name.
+
+A method is one file in this package: a subclass of :class:`Method` (or of :class:`ContrastiveMethod` when
+it is an encoder + projection head trained with one registered loss), registered with
+``@register_method("name")``. Its hyperparameters are its ``__init__`` keyword arguments (typed, each with
+its one default), and a contrastive method's are its loss family's as well; they are the keys of a config's
+``loss`` section (``loss.method`` names the method). See docs/extending.md for a worked example.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+import torch
+from torch import Tensor, nn
+
+from tunedcl.losses import LOSSES, ContrastiveLoss, create_loss
+from tunedcl.losses.family import family_parameters
+from tunedcl.models import ContrastiveModel, ProjectionHead
+from tunedcl.registry import Registry
+
+METHODS: Registry[type[Method]] = Registry("method")
+
+# The shared loss options a contrastive method exposes as hyperparameters (reduction, normalize and
+# gather_distributed are the training loop's business).
+LOSS_OPTIONS = ("chunk_size", "similarity_dtype", "queue_size")
+
+
+@dataclass
+class Batch:
+    """One training step's input, as the loop hands it to :meth:`Method.training_step`."""
+
+    views: Tensor  # [B, V, C, H, W] normalised augmented views (contiguous)
+    labels: Tensor  # [B] class labels (a method that does not use labels ignores them)
+    forward: Callable[[Tensor], Any]  # the trained model, DDP-wrapped under torchrun: call it, not .model
+    memory_format: torch.memory_format  # of image batches the method feeds to ``forward`` itself
+    check_finite: Callable[[str, Tensor], None]  # raises (on every rank together) if a tensor is not finite
+
+
+@dataclass
+class StepOutput:
+    """What a step returns: the loss to minimise, and what the loop logs."""
+
+    loss: Tensor  # scalar
+    embeddings: Tensor | None = None  # [B, V, D] what the loss saw (for train.log_gradients); None: nothing
+    labels: Tensor | None = None  # the positives' labels the loss used (None: instance positives)
+    is_global: bool = False  # the value is already the mean over every rank (a gathered loss)
+
+
+class Method:
+    """A training method (base class). Subclasses set the class attributes and override what differs.
+
+    Attributes:
+        uses_labels: trains with class labels (supervised) or without (self-supervised).
+        fixed_views: a fixed number of views per image (cross-entropy: 1), or None for ``data.n_views``.
+        min_views: the fewest views per image it can train with (self-supervised contrastive: 2).
+        has_classifier: the trained model outputs class logits; evaluation scores them too.
+    """
+
+    name: ClassVar[str] = ""  # set by @register_method
+    uses_labels: ClassVar[bool] = True
+    fixed_views: ClassVar[int | None] = None
+    min_views: ClassVar[int] = 1
+    has_classifier: ClassVar[bool] = False
+
+    def __init__(self, **hyperparameters: Any) -> None:
+        self.hyperparameters = hyperparameters
+        self.model: nn.Module | None = None
+
+    @classmethod
+    def hyperparameter_specs(cls) -> dict[str, inspect.Parameter]:
+        """Every hyperparameter (name -> its parameter: annotation and the one default), in order."""
+        return {
+            name: parameter
+            for name, parameter in inspect.signature(cls.__init__).parameters.items()
+            if name != "self" and parameter.kind is not inspect.Parameter.VAR_KEYWORD
+        }
+
+    def build(self, encoder: nn.Module, num_classes: int, *, projection_dim: int,
+              projection_hidden: int | None, gather_distributed: bool) -> nn.Module:
+        """Build and return the trained model (its ``state_dict`` is the checkpoint's ``model``) and any
+        other part (loss, target network); keep them on ``self``."""
+        raise NotImplementedError
+
+    def training_step(self, batch: Batch) -> StepOutput:
+        """Views and labels in, loss (and what to log) out."""
+        raise NotImplementedError
+
+    def after_step(self) -> None:
+        """Called after every optimiser step (an EMA update of a target network goes here)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """State besides the model's weights that the run must checkpoint (queues, targets), per rank."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
+    def to(self, device: torch.device) -> Method:
+        """Move every part that holds tensors to ``device`` (the model is moved by the loop)."""
+        return self
+
+    def evaluated_encoder(self, model: nn.Module) -> nn.Module:
+        """The network whose pooled features the linear probe and kNN evaluate."""
+        return model.encoder
+
+    def gradient_terms(self) -> dict[str, Any] | None:
+        """TCL terms for the gradient analysis of train.log_gradients (tcl.md §2), or None (not logged)."""
+        return None
+
+
+class ContrastiveMethod(Method):
+    """Encoder + projection head trained with one registered loss on the views' projections.
+
+    Subclasses name the loss (``loss_name``) and say whether labels give the positives; the loss family's
+    hyperparameters (and its defaults) are the method's, plus ``chunk_size``, ``similarity_dtype`` and
+    ``queue_size``.
+    """
+
+    loss_name: ClassVar[str] = ""
+
+    def __init__(self, **hyperparameters: Any) -> None:
+        super().__init__(**hyperparameters)
+        self.loss: ContrastiveLoss = create_loss(self.loss_name, **hyperparameters)  # validates them
+
+    @classmethod
+    def hyperparameter_specs(cls) -> dict[str, inspect.Parameter]:
+        family = LOSSES.get(cls.loss_name)
+        shared = inspect.signature(ContrastiveLoss.__init__).parameters
+        specs = dict(family_parameters(family))
+        specs.update({name: shared[name] for name in LOSS_OPTIONS})
+        return specs
+
+    def build(self, encoder: nn.Module, num_classes: int, *, projection_dim: int,
+              projection_hidden: int | None, gather_distributed: bool) -> nn.Module:
+        self.loss = create_loss(self.loss_name, **self.hyperparameters, gather_distributed=gather_distributed)
+        head = ProjectionHead(encoder.feature_dim, projection_hidden, projection_dim)
+        self.model = ContrastiveModel(encoder, head)
+        return self.model
+
+    def training_step(self, batch: Batch) -> StepOutput:
+        projections = batch.forward(batch.views).projections.float()
+        batch.check_finite("the embeddings", projections)
+        labels = batch.labels if self.uses_labels else None
+        loss = self.loss(projections, labels)
+        return StepOutput(loss, projections, labels, is_global=self.loss.gather_distributed)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"loss": self.loss.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.loss.load_state_dict(state["loss"])
+
+    def to(self, device: torch.device) -> ContrastiveMethod:
+        self.loss = self.loss.to(device)
+        return self
+
+    def gradient_terms(self) -> dict[str, Any] | None:
+        return self.loss.gradient_terms()
+
+
+M = TypeVar("M", bound=type[Method])
+
+
+def register_method(name: str, *, aliases: tuple[str, ...] = ()) -> Callable[[M], M]:
+    """Class decorator: register a method under ``name`` (the value of ``loss.method`` in configs)."""
+
+    def decorator(cls: M) -> M:
+        cls.name = name
+        return METHODS.add(name, cls, aliases=aliases)
+
+    return decorator
+
+
+def create_method(name: str, **hyperparameters: Any) -> Method:
+    """Build a method by name with its hyperparameters (unknown ones are a ValueError saying what is allowed)."""
+    cls = METHODS.get(name)
+    allowed = list(cls.hyperparameter_specs())
+    unknown = sorted(set(hyperparameters) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"method {cls.name} got unknown hyperparameter(s) {', '.join(unknown)}; "
+            f"allowed: {', '.join(allowed) or 'none'}"
+        )
+    return cls(**hyperparameters)

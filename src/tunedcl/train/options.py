@@ -1,0 +1,151 @@
+"""Config values that belong to a registered entry: the method's hyperparameters (the ``loss`` section), the
+encoder's options (``model.options``) and the dataset source's options (``data.options``).
+
+Each entry's constructor signature is the one source of its options, their types and their defaults:
+a value is typed from the parameter's annotation, checked by name against the chosen entry, and the
+missing ones take the entry's default. A key the chosen entry does not take is refused, unless another
+registered entry takes it and the value is that entry's default: a sweep's base config can then set
+``loss.k1: 5000`` and compare ``loss.method=tcl,supcon`` (SupCon has no k1) without a silent change, as any
+other k1 for SupCon is an error.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import types
+import typing
+from collections.abc import Iterable
+from typing import Any
+
+Specs = dict[str, inspect.Parameter]
+
+_BASIC_TYPES = {"float": float, "int": int, "bool": bool, "str": str, "None": type(None)}
+
+
+class ConfigError(ValueError):
+    """A config value or key that is not allowed (the message says what is)."""
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp)).replace("NoneType", "null")
+
+
+def coerce(key: str, value: Any, tp: Any) -> Any:
+    """Check ``value`` against the type ``tp`` (int, float, str, bool, X | None, tuple[float, float]);
+    ``typing.Any`` accepts anything."""
+    if tp is Any:
+        return value
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return coerce(key, value, option)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{key} must be {' or '.join(_type_name(o) for o in options)}; got {value!r}")
+    if origin is tuple:
+        items = typing.get_args(tp)
+        if not isinstance(value, list | tuple) or len(value) != len(items):
+            raise ConfigError(f"{key} must be a list of {len(items)} numbers; got {value!r}")
+        return tuple(coerce(key, v, t) for v, t in zip(value, items, strict=True))
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key} must be true or false; got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key} must be an integer; got {value!r}")
+    if tp is float:
+        if isinstance(value, str):  # PyYAML (YAML 1.1) reads 1e-4 as a string: accept it as a number
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+        raise ConfigError(f"{key} must be a finite number; got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key} must be a string; got {value!r}")
+    raise ConfigError(f"{key}: unsupported field type {tp!r}")
+
+
+def annotation_type(parameter: inspect.Parameter) -> Any:
+    """The config type of a constructor parameter: the union of the basic types its annotation names
+    (``"int | None"``, ``"torch.dtype | str | None"`` -> ``str | None``); ``Any`` when it names none."""
+    annotation = parameter.annotation
+    if not isinstance(annotation, str):
+        annotation = getattr(annotation, "__name__", str(annotation))
+    found = [_BASIC_TYPES[t.strip()] for t in annotation.split("|") if t.strip() in _BASIC_TYPES]
+    if not found:
+        return Any
+    union: Any = found[0]
+    for tp in found[1:]:
+        union = union | tp
+    return union
+
+
+def options_of(builder: Any) -> Specs:
+    """The keyword options a registered builder takes (its keyword-only parameters, or every named one
+    but ``in_channels`` / ``root`` / ``download`` when it has none)."""
+    parameters = {
+        name: p for name, p in inspect.signature(builder).parameters.items()
+        if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+    }
+    keyword_only = {name: p for name, p in parameters.items() if p.kind is p.KEYWORD_ONLY}
+    if keyword_only:
+        return keyword_only
+    return {name: p for name, p in parameters.items() if name not in ("in_channels", "root", "download")}
+
+
+def resolve(
+    where: str,
+    given: dict[str, Any],
+    specs: Specs,
+    owner: str,
+    everyone: Iterable[tuple[str, Specs]],
+    fill_defaults: bool,
+    valid_keys: str,
+) -> dict[str, Any]:
+    """The options ``given`` for ``owner`` (whose parameters are ``specs``), typed; defaults filled in when
+    ``fill_defaults``. ``where`` is the config prefix (``loss``, ``model.options``) for messages;
+    ``everyone`` lists every registered entry's specs, for keys that belong to another entry; ``valid_keys``
+    ends the message about a key that belongs to none."""
+    resolved: dict[str, Any] = {}
+    for key, value in given.items():
+        if key in specs:
+            resolved[key] = coerce(f"{where}.{key}", value, annotation_type(specs[key]))
+        else:
+            _drop_if_inert(where, key, value, owner, everyone, valid_keys)
+    if fill_defaults:
+        for key, parameter in specs.items():
+            if key not in resolved and parameter.default is not inspect.Parameter.empty:
+                resolved[key] = parameter.default
+    return {key: resolved[key] for key in [*specs, *resolved] if key in resolved}  # in signature order
+
+
+def _drop_if_inert(where: str, key: str, value: Any, owner: str, everyone: Iterable[tuple[str, Specs]],
+                   valid_keys: str) -> None:
+    takers = [(name, entry[key]) for name, entry in everyone if key in entry]
+    if not takers:
+        raise ConfigError(f"unknown config key '{where}.{key}'; {valid_keys}")
+    defaults = {repr(p.default): p.default for _, p in takers if p.default is not inspect.Parameter.empty}
+    for default in defaults.values():
+        try:
+            if coerce(key, value, annotation_type(takers[0][1])) == default:
+                return  # another entry's default: nothing is lost by leaving it out
+        except ConfigError:
+            break
+    shown = " or ".join(repr(d) for d in defaults.values()) or "left out"
+    raise ConfigError(
+        f"{where}.{key} must be {shown} for {owner}, which does not use it (it belongs to "
+        f"{', '.join(name for name, _ in takers)}); leave it out"
+    )
