@@ -85,6 +85,14 @@ class Registry(Generic[T]):
 
         return decorator
 
+    def remove(self, name: str) -> T:
+        """Take an entry (and its aliases) out again, e.g. one a test registered; returns it."""
+        key = self.key(name)
+        for alias in self.aliases_of(key):
+            del self._aliases[alias]
+        del self._descriptions[key]
+        return self._entries.pop(key)
+
     def key(self, name: object) -> str:
         """The canonical name of ``name`` (an alias resolves to its target), or a did-you-mean ValueError."""
         if isinstance(name, str):
