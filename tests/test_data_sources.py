@@ -619,7 +619,7 @@ def test_real_fashion_mnist_from_debian_passes_checksums(tmp_path):
 
 
 @pytest.mark.skipif(
-    bundled._package_data_dir() is None,
+    bundled.package_data_dir() is None,
     reason="animal-mnist not installed: pip install --no-deps animal-mnist",
 )
 def test_real_animal_mnist_split_is_stratified_fixed_and_complete():
@@ -647,13 +647,13 @@ def test_real_animal_mnist_split_is_stratified_fixed_and_complete():
 
 
 @pytest.mark.skipif(
-    bundled._package_data_dir() is None,
+    bundled.package_data_dir() is None,
     reason="animal-mnist not installed: pip install --no-deps animal-mnist",
 )
 def test_animal_mnist_files_under_root_come_first_and_are_checked(tmp_path):
     folder = tmp_path / "animal-mnist"
     folder.mkdir()
-    package = bundled._package_data_dir()
+    package = bundled.package_data_dir()
     for name in bundled.ANIMAL_FILES:
         (folder / name).write_bytes((package / name).read_bytes())
     assert load_dataset("animal-mnist", root=tmp_path).source == str(folder)
@@ -669,7 +669,7 @@ def test_animal_mnist_files_under_root_come_first_and_are_checked(tmp_path):
 
 
 def test_animal_mnist_missing_says_how_to_install(tmp_path, monkeypatch):
-    monkeypatch.setattr(bundled, "_package_data_dir", lambda: None)
+    monkeypatch.setattr(bundled, "package_data_dir", lambda: None)
     with pytest.raises(
         FileNotFoundError,
         match=r"(?s)the animal_mnist package \(not installed\).*pip install --no-deps animal-mnist",

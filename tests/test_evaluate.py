@@ -22,7 +22,7 @@ from tunedcl.evaluate import (
     paper_linear_probe,
     retrieval_metrics,
 )
-from tunedcl.evaluate.linear_probe import _fit_softmax_regression
+from tunedcl.evaluate.linear_probe import fit_softmax_regression
 from tunedcl.models import ContrastiveModel, create_model
 
 MEAN, STD = (0.5,), (0.5,)
@@ -263,13 +263,13 @@ def test_fast_probe_reaches_the_optimum_of_its_objective():
     g = torch.Generator().manual_seed(4)
     x = torch.randn(500, 12, generator=g)
     y = (x[:, :3] + 0.5 * torch.randn(500, 3, generator=g)).argmax(dim=1)
-    weight, bias = _fit_softmax_regression(x, y, 3, iterations=200, lr=1.0, weight_decay=1e-2, batch_size=128)
+    weight, bias = fit_softmax_regression(x, y, 3, iterations=200, lr=1.0, weight_decay=1e-2, batch_size=128)
     w, b = weight.clone().requires_grad_(), bias.clone().requires_grad_()
     objective = F.cross_entropy(x @ w.T + b, y) + 0.5 * 1e-2 * w.pow(2).sum()
     objective.backward()
     assert w.grad.abs().max() < 1e-4 and b.grad.abs().max() < 1e-4
     # ... and the chunked loss (batch_size 128 of 500 rows) is the full-batch one.
-    whole, _ = _fit_softmax_regression(x, y, 3, iterations=200, lr=1.0, weight_decay=1e-2, batch_size=10_000)
+    whole, _ = fit_softmax_regression(x, y, 3, iterations=200, lr=1.0, weight_decay=1e-2, batch_size=10_000)
     torch.testing.assert_close(weight, whole, rtol=1e-3, atol=1e-4)
 
 
@@ -431,25 +431,25 @@ X, Y = torch.randn(10, 4), torch.arange(10) % 3
 @pytest.mark.parametrize(
     ("call", "match"),
     [
-        (lambda: knn_classify(X, Y, X, Y, k=0), r"k=0 .*int >= 1"),
-        (lambda: knn_classify(X, Y, X, Y, temperature=0.0), r"temperature=0.0 .*> 0"),
-        (lambda: knn_classify(X, Y, X, Y, temperature=float("nan")), r"temperature=nan .*finite"),
-        (lambda: knn_classify(X, Y, X, Y, batch_size=0), r"batch_size=0"),
+        (lambda: knn_classify(X, Y, X, Y, k=0), r"k must be an integer >= 1; got 0"),
+        (lambda: knn_classify(X, Y, X, Y, temperature=0.0), r"temperature must be .*> 0; got 0.0"),
+        (lambda: knn_classify(X, Y, X, Y, temperature=float("nan")), r"temperature must be .*finite.*; got nan"),
+        (lambda: knn_classify(X, Y, X, Y, batch_size=0), r"batch_size must be .*; got 0"),
         (lambda: knn_classify(X, Y[:9], X, Y), r"train_labels has 9 labels but train_features has 10"),
         (lambda: knn_classify(X, Y, X[:, :3], Y), r"same feature dimension"),
         (lambda: knn_classify(X, Y % 2, X, Y, num_classes=2), r"test_labels has a label 2.*0\.\.1"),
         (lambda: knn_classify(X, Y - 1, X, Y), r"train_labels has a label -1"),
-        (lambda: knn_classify(X, Y.float(), X, Y), r"train_labels=.*float32.*integer tensor"),
-        (lambda: knn_classify(X[0], Y, X, Y), r"train_features=.*shape \(4,\).*\[n, D\]"),
-        (lambda: knn_classify(X[:0], Y[:0], X, Y), r"train_features=.*non-empty"),
+        (lambda: knn_classify(X, Y.float(), X, Y), r"train_labels must be .*integer tensor.*; got .*float32"),
+        (lambda: knn_classify(X[0], Y, X, Y), r"train_features must be .*\[n, D\].*; got .*shape \(4,\)"),
+        (lambda: knn_classify(X[:0], Y[:0], X, Y), r"train_features must be .*non-empty"),
         (lambda: knn_scores(X, Y, X.masked_fill(X > 1, float("nan"))), r"query_features contains NaN"),
-        (lambda: fit_linear_probe(X, Y, X, Y, weight_decay=-1.0), r"weight_decay=-1.0 .*>= 0"),
-        (lambda: fit_linear_probe(X, Y, X, Y, epochs=-1), r"epochs=-1 .*>= 0"),
-        (lambda: fit_linear_probe(X, Y, X, Y, lr=0), r"lr=0 .*> 0"),
+        (lambda: fit_linear_probe(X, Y, X, Y, weight_decay=-1.0), r"weight_decay must be .*>= 0; got -1.0"),
+        (lambda: fit_linear_probe(X, Y, X, Y, epochs=-1), r"epochs must be .*>= 0; got -1"),
+        (lambda: fit_linear_probe(X, Y, X, Y, lr=0), r"lr must be .*> 0; got 0"),
         (lambda: fit_linear_probe(X, Y, X, Y[:5]), r"test_labels has 5 labels"),
-        (lambda: fit_linear_probe(X, Y, X, Y, num_classes=0), r"num_classes=0 .*int >= 1"),
-        (lambda: retrieval_metrics(X, Y, ks=()), r"ks=\(\) .*non-empty"),
-        (lambda: retrieval_metrics(X, Y, ks=(0,)), r"ks=0 .*int >= 1"),
+        (lambda: fit_linear_probe(X, Y, X, Y, num_classes=0), r"num_classes must be an integer >= 1; got 0"),
+        (lambda: retrieval_metrics(X, Y, ks=()), r"ks must be .*non-empty.*; got \(\)"),
+        (lambda: retrieval_metrics(X, Y, ks=(0,)), r"ks must be an integer >= 1; got 0"),
     ],
 )
 def test_feature_functions_reject_bad_arguments(call, match):
@@ -460,14 +460,14 @@ def test_feature_functions_reject_bad_arguments(call, match):
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"epochs": 0}, r"epochs=0 .*int >= 1"),
-        ({"momentum": 1.5}, r"momentum=1.5 .*<= 1"),
-        ({"augment_preset": "nope"}, r"augment_preset='nope' .*crop-flip"),
-        ({"autocast_dtype": torch.float32}, r"autocast_dtype=torch.float32"),
-        ({"channels_last": "yes"}, r"channels_last='yes' .*True or False"),
-        ({"device": "meta"}, r"device='meta' .*the device the encoder is on \(cpu\)"),
-        ({"progress": 3}, r"progress=3 .*callable"),
-        ({"seed": -1}, r"seed=-1 .*>= 0"),
+        ({"epochs": 0}, r"epochs must be an integer >= 1; got 0"),
+        ({"momentum": 1.5}, r"momentum must be .*<= 1; got 1.5"),
+        ({"augment_preset": "nope"}, r"augment_preset: unknown augmentation 'nope'.*crop-flip"),
+        ({"autocast_dtype": torch.float32}, r"autocast_dtype must be .*; got torch.float32"),
+        ({"channels_last": "yes"}, r"channels_last must be True or False; got 'yes'"),
+        ({"device": "meta"}, r"device must be the device the encoder is on \(cpu\).*; got 'meta'"),
+        ({"progress": 3}, r"progress must be .*callable.*; got 3"),
+        ({"seed": -1}, r"seed must be .*>= 0; got -1"),
     ],
 )
 def test_paper_probe_rejects_bad_arguments(kwargs, match):
@@ -489,10 +489,10 @@ def test_paper_probe_rejects_splits_of_different_shapes():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"batch_size": 0}, r"batch_size=0 .*int >= 1"),
-        ({"autocast_dtype": torch.float64}, r"autocast_dtype=torch.float64 .*bfloat16"),
-        ({"channels_last": 1}, r"channels_last=1 .*True or False"),
-        ({"device": "meta"}, r"device='meta'"),
+        ({"batch_size": 0}, r"batch_size must be an integer >= 1; got 0"),
+        ({"autocast_dtype": torch.float64}, r"autocast_dtype must be .*bfloat16.*; got torch.float64"),
+        ({"channels_last": 1}, r"channels_last must be True or False; got 1"),
+        ({"device": "meta"}, r"device must be .*; got 'meta'"),
     ],
 )
 def test_extract_features_rejects_bad_arguments(kwargs, match):
@@ -500,5 +500,5 @@ def test_extract_features_rejects_bad_arguments(kwargs, match):
     encoder = create_model("small-cnn", in_channels=1, width=0.25)
     with pytest.raises(ValueError, match=match):
         extract_features(encoder, images, MEAN, STD, **kwargs)
-    with pytest.raises(ValueError, match=r"images=.*\[n, C, H, W\]"):
+    with pytest.raises(ValueError, match=r"images must be .*\[n, C, H, W\]"):
         extract_features(encoder, images[0], MEAN, STD)

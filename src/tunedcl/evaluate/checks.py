@@ -1,61 +1,19 @@
-"""Argument checks and small helpers shared by the evaluation modules.
+"""Checks of the evaluation functions' tensors and devices, in the one message format of `tunedcl._checks`.
 
-Every check raises ValueError naming the argument, the value given (a shape and dtype for tensors, so a
-message never prints a whole tensor) and what is allowed, so that a mistake in `tunedcl eval` is reported
-in the caller's terms rather than as a shape error inside a matmul.
+Every check raises ValueError naming the argument, what is allowed and the value given (a shape and dtype
+for tensors, so a message never prints a whole tensor), so that a mistake in `tunedcl eval` is reported in
+the caller's terms rather than as a shape error inside a matmul. Plain options (counts, rates, flags) are
+checked with `tunedcl._checks` directly.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
-
-def _describe(value: object) -> str:
-    if isinstance(value, Tensor):
-        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
-    return repr(value)
-
-
-def bad_argument(name: str, value: object, allowed: str) -> ValueError:
-    """The one shape of every error here: which argument, what was given, what is allowed."""
-    return ValueError(f"{name}={_describe(value)} is not allowed: {name} must be {allowed}")
-
-
-def check_positive_int(name: str, value: object) -> int:
-    # bool is an int in Python; batch_size=True is always a mistake.
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise bad_argument(name, value, "an int >= 1")
-    return value
-
-
-def check_non_negative_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise bad_argument(name, value, "an int >= 0")
-    return value
-
-
-def check_float(name: str, value: object, *, low: float, low_inclusive: bool, high: float = math.inf) -> float:
-    """A finite real number in ``(low, high]`` or ``[low, high]``, as a float."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        ok = (value >= low if low_inclusive else value > low) and value <= high
-    if not ok:
-        bound = f">= {low}" if low_inclusive else f"> {low}"
-        if high != math.inf:
-            bound += f" and <= {high}"
-        raise bad_argument(name, value, f"a finite number {bound}")
-    return float(value)
-
-
-def check_bool(name: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise bad_argument(name, value, "True or False")
-    return value
+from tunedcl._checks import bad_argument, check_choice, check_int
 
 
 def check_features(name: str, value: object) -> Tensor:
@@ -92,6 +50,42 @@ def check_labels(name: str, value: object, n: int, n_name: str) -> Tensor:
     return labels
 
 
+def check_images(name: str, value: object) -> Tensor:
+    """``[n, C, H, W]`` uint8 (0..255) or floating (0..1) images, as the data sources and augmentations use."""
+    if (
+        not isinstance(value, Tensor)
+        or value.dim() != 4
+        or not (value.dtype == torch.uint8 or value.is_floating_point())
+    ):
+        raise bad_argument(name, value, "a uint8 (0..255) or floating (0..1) tensor [n, C, H, W]")
+    return value
+
+
+def check_train_features(features: object, labels: object) -> tuple[Tensor, Tensor]:
+    """``train_features`` (at least one row: there is nothing to learn from none) and ``train_labels``,
+    the labels moved to the features' device."""
+    x = check_features("train_features", features)
+    if x.shape[0] == 0:
+        raise bad_argument("train_features", features, "non-empty (at least one training row)")
+    return x, check_labels("train_labels", labels, x.shape[0], "train_features").to(x.device)
+
+
+def check_feature_splits(
+    train_features: object, train_labels: object, test_features: object, test_labels: object, num_classes: object
+) -> tuple[Tensor, Tensor, Tensor, Tensor, int]:
+    """Train and test features and labels checked together: ``(x_train, y_train, x_test, y_test, classes)``.
+
+    The test features stay where they are (a caller may move them in chunks); both label tensors are
+    moved to the training features' device, where the scores are computed.
+    """
+    x_train, y_train = check_train_features(train_features, train_labels)
+    x_test = check_features("test_features", test_features)
+    check_same_dim("train_features", x_train, "test_features", x_test)
+    y_test = check_labels("test_labels", test_labels, x_test.shape[0], "test_features").to(x_train.device)
+    classes = resolve_classes(num_classes, [("train_labels", y_train), ("test_labels", y_test)])
+    return x_train, y_train, x_test, y_test, classes
+
+
 def resolve_classes(num_classes: object, labels: Sequence[tuple[str, Tensor]]) -> int:
     """``num_classes`` if given (checked against every label), else ``max label + 1`` over all splits."""
     largest = max((int(y.max()) for _, y in labels if y.numel()), default=-1)
@@ -99,7 +93,8 @@ def resolve_classes(num_classes: object, labels: Sequence[tuple[str, Tensor]]) -
         if largest < 0:
             raise ValueError("num_classes=None cannot be inferred from empty labels; pass num_classes")
         return largest + 1
-    n = check_positive_int("num_classes", num_classes)
+    n = check_int("num_classes", num_classes, low=1)
+    assert n is not None
     for name, y in labels:
         if y.numel() and int(y.max()) >= n:
             raise ValueError(
@@ -109,6 +104,7 @@ def resolve_classes(num_classes: object, labels: Sequence[tuple[str, Tensor]]) -
 
 
 def check_same_dim(a_name: str, a: Tensor, b_name: str, b: Tensor) -> None:
+    """Raise unless the two feature tensors have the same number of columns."""
     if a.shape[1] != b.shape[1]:
         raise ValueError(
             f"{a_name} has {a.shape[1]} dimensions and {b_name} has {b.shape[1]}; they must have the same "
@@ -117,9 +113,8 @@ def check_same_dim(a_name: str, a: Tensor, b_name: str, b: Tensor) -> None:
 
 
 def check_autocast_dtype(value: object) -> torch.dtype | None:
-    if value is not None and value not in (torch.bfloat16, torch.float16):
-        raise bad_argument("autocast_dtype", value, "None, torch.bfloat16 or torch.float16")
-    return value  # type: ignore[return-value]
+    """None, or one of the two dtypes autocast runs encoders in."""
+    return check_choice("autocast_dtype", value, (None, torch.bfloat16, torch.float16))  # type: ignore[return-value]
 
 
 def module_device(module: nn.Module, device: object, name: str = "device") -> torch.device:
@@ -142,37 +137,3 @@ def module_device(module: nn.Module, device: object, name: str = "device") -> to
     if home.type != wanted.type or (wanted.index is not None and wanted.index != home.index):
         raise bad_argument(name, device, f"the device the encoder is on ({home}); move the encoder there first")
     return home
-
-
-@contextmanager
-def eval_mode(module: nn.Module) -> Iterator[None]:
-    """Put ``module`` in eval mode and afterwards restore every submodule's own train/eval flag.
-
-    ``module.train(previous)`` would not do: a model in training mode can hold submodules deliberately in
-    eval mode (a frozen BatchNorm), and one flag for the whole tree would flip them.
-    """
-    modes = [(m, m.training) for m in module.modules()]
-    module.eval()
-    try:
-        yield
-    finally:
-        for m, training in modes:
-            m.training = training
-
-
-def topk_hits(scores: Tensor, labels: Tensor, ks: Sequence[int]) -> list[int]:
-    """For each k, how many rows have their label among the k highest scores.
-
-    Ties between equal scores go to the lower class index (the rule of ``argmax``), so the count is
-    well defined: the label's rank is the number of classes that beat it, a class beating it when its
-    score is higher, or equal with a lower index. With k >= the number of classes every row is a hit.
-    """
-    s_y = scores.gather(1, labels.view(-1, 1))
-    lower = torch.arange(scores.shape[1], device=scores.device).view(1, -1) < labels.view(-1, 1)
-    rank = (scores > s_y).sum(dim=1) + ((scores == s_y) & lower).sum(dim=1)
-    return [int((rank < k).sum()) for k in ks]
-
-
-def percent(hits: int, total: int) -> float:
-    """``100 * hits / total``; 0 for an empty set (nothing to be right about)."""
-    return 100.0 * hits / total if total else 0.0

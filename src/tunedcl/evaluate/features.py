@@ -2,31 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
 
+from tunedcl._checks import bad_argument, check_bool, check_int
 from tunedcl.data.augment import normalize
-from tunedcl.evaluate._common import (
-    bad_argument,
-    check_autocast_dtype,
-    check_bool,
-    check_positive_int,
-    eval_mode,
-    module_device,
-)
+from tunedcl.evaluate.checks import check_autocast_dtype, check_images, module_device
 
 
-def check_images(name: str, value: object) -> Tensor:
-    """``[n, C, H, W]`` uint8 (0..255) or floating (0..1) images, as the data sources and augmentations use."""
-    if (
-        not isinstance(value, Tensor)
-        or value.dim() != 4
-        or not (value.dtype == torch.uint8 or value.is_floating_point())
-    ):
-        raise bad_argument(name, value, "a uint8 (0..255) or floating (0..1) tensor [n, C, H, W]")
-    return value
+@contextmanager
+def eval_mode(module: nn.Module) -> Iterator[None]:
+    """Put ``module`` in eval mode and afterwards restore every submodule's own train/eval flag.
+
+    ``module.train(previous)`` would not do: a model in training mode can hold submodules deliberately in
+    eval mode (a frozen BatchNorm), and one flag for the whole tree would flip them.
+    """
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
 def encode(encoder: nn.Module, images: Tensor, autocast_dtype: torch.dtype | None) -> Tensor:
@@ -90,7 +90,7 @@ def extract_features(
     if not isinstance(encoder, nn.Module):
         raise bad_argument("encoder", encoder, "a torch.nn.Module")
     images = check_images("images", images)
-    batch_size = check_positive_int("batch_size", batch_size)
+    batch_size = check_int("batch_size", batch_size, low=1)
     autocast_dtype = check_autocast_dtype(autocast_dtype)
     channels_last = check_bool("channels_last", channels_last)
     run_on = module_device(encoder, device)

@@ -8,22 +8,21 @@ loss actually optimises, cosine similarity, where a linear probe can rescale dim
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from tunedcl.evaluate._common import (
-    bad_argument,
+from tunedcl._checks import check_int, check_real
+from tunedcl.evaluate.accuracy import add_hits, percent, topk_hits
+from tunedcl.evaluate.checks import (
+    check_feature_splits,
     check_features,
-    check_float,
-    check_labels,
-    check_positive_int,
     check_same_dim,
-    percent,
+    check_train_features,
     resolve_classes,
-    topk_hits,
 )
 
 
@@ -53,17 +52,26 @@ def _neighbours(sim: Tensor, k: int) -> tuple[Tensor, Tensor]:
     return values, indices
 
 
-def _check_common(
-    train_features: object, train_labels: object, k: object, temperature: object, batch_size: object
-) -> tuple[Tensor, Tensor, int, float, int]:
-    train = check_features("train_features", train_features)
-    if train.shape[0] == 0:
-        raise bad_argument("train_features", train_features, "non-empty (at least one training row)")
-    labels = check_labels("train_labels", train_labels, train.shape[0], "train_features").to(train.device)
-    k = check_positive_int("k", k)
-    temperature = check_float("temperature", temperature, low=0.0, low_inclusive=False)
-    batch_size = check_positive_int("batch_size", batch_size)
-    return train, labels, k, temperature, batch_size
+def _check_options(k: object, temperature: object, batch_size: object) -> tuple[int, float, int]:
+    """``k`` >= 1, ``temperature`` > 0 and ``batch_size`` >= 1, checked in that order."""
+    return (
+        check_int("k", k, low=1),
+        check_real("temperature", temperature, low=0.0, low_inclusive=False),
+        check_int("batch_size", batch_size, low=1),
+    )
+
+
+def _score_chunks(
+    train: Tensor, labels: Tensor, queries: Tensor, k: int, temperature: float, num_classes: int, batch_size: int
+) -> Iterator[tuple[int, Tensor]]:
+    """``(start, scores)`` for every ``batch_size`` queries, ``scores`` ``[chunk, num_classes]``.
+
+    ``train`` is L2-normalised already; each chunk of queries is moved to its device and normalised there,
+    so memory is one chunk of ``batch_size x n_train`` similarities at a time.
+    """
+    for start in range(0, queries.shape[0], batch_size):
+        chunk = F.normalize(queries[start : start + batch_size].to(train.device), dim=1)
+        yield start, _scores(train, labels, chunk, k, temperature, num_classes)
 
 
 def _scores(train: Tensor, labels: Tensor, queries: Tensor, k: int, temperature: float, num_classes: int) -> Tensor:
@@ -113,15 +121,15 @@ def knn_scores(
         >>> knn_scores(train, labels, torch.tensor([[2.0, 0.1]]), k=1).argmax(dim=1)
         tensor([0])
     """
-    train, labels, k, temperature, batch_size = _check_common(train_features, train_labels, k, temperature, batch_size)
+    train, labels = check_train_features(train_features, train_labels)
+    k, temperature, batch_size = _check_options(k, temperature, batch_size)
     queries = check_features("query_features", query_features)
     check_same_dim("train_features", train, "query_features", queries)
     classes = resolve_classes(num_classes, [("train_labels", labels)])
-    train = F.normalize(train, dim=1)
     out = torch.empty(queries.shape[0], classes, device=train.device)
-    for start in range(0, queries.shape[0], batch_size):
-        chunk = F.normalize(queries[start : start + batch_size].to(train.device), dim=1)
-        out[start : start + chunk.shape[0]] = _scores(train, labels, chunk, k, temperature, classes)
+    train = F.normalize(train, dim=1)
+    for start, scores in _score_chunks(train, labels, queries, k, temperature, classes, batch_size):
+        out[start : start + scores.shape[0]] = scores
     return out
 
 
@@ -153,16 +161,12 @@ def knn_classify(
         >>> knn_classify(x, y, x, y, k=1).top1
         100.0
     """
-    train, labels, k, temperature, batch_size = _check_common(train_features, train_labels, k, temperature, batch_size)
-    test = check_features("test_features", test_features)
-    check_same_dim("train_features", train, "test_features", test)
-    y_test = check_labels("test_labels", test_labels, test.shape[0], "test_features").to(train.device)
-    classes = resolve_classes(num_classes, [("train_labels", labels), ("test_labels", y_test)])
+    train, labels, test, y_test, classes = check_feature_splits(
+        train_features, train_labels, test_features, test_labels, num_classes
+    )
+    k, temperature, batch_size = _check_options(k, temperature, batch_size)
     train = F.normalize(train, dim=1)
     hits = [0, 0]
-    for start in range(0, test.shape[0], batch_size):
-        chunk = F.normalize(test[start : start + batch_size].to(train.device), dim=1)
-        scores = _scores(train, labels, chunk, k, temperature, classes)
-        h = topk_hits(scores, y_test[start : start + chunk.shape[0]], (1, 5))
-        hits = [a + b for a, b in zip(hits, h, strict=True)]
+    for start, scores in _score_chunks(train, labels, test, k, temperature, classes, batch_size):
+        hits = add_hits(hits, topk_hits(scores, y_test[start : start + scores.shape[0]], (1, 5)))
     return KNNResult(top1=percent(hits[0], test.shape[0]), top5=percent(hits[1], test.shape[0]))

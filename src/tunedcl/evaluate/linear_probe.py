@@ -16,24 +16,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tunedcl.data.augment import list_presets, make_views
-from tunedcl.evaluate._common import (
-    bad_argument,
+from tunedcl._checks import bad_argument, check_bool, check_int, check_real
+from tunedcl.data.augment import find_preset, make_views
+from tunedcl.evaluate.accuracy import add_hits, percent, topk_hits
+from tunedcl.evaluate.checks import (
     check_autocast_dtype,
-    check_bool,
-    check_features,
-    check_float,
+    check_feature_splits,
+    check_images,
     check_labels,
-    check_non_negative_int,
-    check_positive_int,
-    check_same_dim,
-    eval_mode,
     module_device,
-    percent,
     resolve_classes,
-    topk_hits,
 )
-from tunedcl.evaluate.features import check_images, encode, extract_features
+from tunedcl.evaluate.features import encode, eval_mode, extract_features
 
 
 @dataclass(frozen=True)
@@ -77,7 +71,7 @@ def _history_size(n_params: int, budget_bytes: int = 256 * 2**20) -> int:
     return max(5, min(100, budget_bytes // (8 * n_params)))
 
 
-def _fit_softmax_regression(
+def fit_softmax_regression(
     x: Tensor, y: Tensor, num_classes: int, *, iterations: int, lr: float, weight_decay: float, batch_size: int
 ) -> tuple[Tensor, Tensor]:
     """Weight ``[C, D]`` and bias ``[C]`` minimising ``mean CE(x W^T + b, y) + weight_decay / 2 * |W|^2``.
@@ -129,8 +123,7 @@ def _linear_hits(x: Tensor, y: Tensor, weight: Tensor, bias: Tensor, batch_size:
     hits = [0, 0]
     for start in range(0, x.shape[0], batch_size):
         logits = F.linear(x[start : start + batch_size], weight, bias)
-        h = topk_hits(logits, y[start : start + batch_size], (1, 5))
-        hits = [a + b for a, b in zip(hits, h, strict=True)]
+        hits = add_hits(hits, topk_hits(logits, y[start : start + batch_size], (1, 5)))
     return hits
 
 
@@ -151,7 +144,7 @@ def fit_linear_probe(
 
     Features are standardised with the training mean and std, then the classifier minimises
     ``mean cross-entropy + weight_decay / 2 * |W|^2`` (bias not decayed) with full-batch L-BFGS from zero
-    (see ``_fit_softmax_regression`` for why). It runs on the device the features are on.
+    (see ``fit_softmax_regression`` for why). It runs on the device the features are on.
 
     Args:
         train_features, test_features: ``[n, D]`` floating features (e.g. from ``extract_features``).
@@ -180,23 +173,18 @@ def fit_linear_probe(
         True
     """
     started = time.perf_counter()
-    x_train = check_features("train_features", train_features)
-    x_test = check_features("test_features", test_features)
-    check_same_dim("train_features", x_train, "test_features", x_test)
-    if x_train.shape[0] == 0:
-        raise bad_argument("train_features", train_features, "non-empty (at least one training row)")
+    x_train, y_train, x_test, y_test, classes = check_feature_splits(
+        train_features, train_labels, test_features, test_labels, num_classes
+    )
     x_test = x_test.to(x_train.device)
-    y_train = check_labels("train_labels", train_labels, x_train.shape[0], "train_features").to(x_train.device)
-    y_test = check_labels("test_labels", test_labels, x_test.shape[0], "test_features").to(x_train.device)
-    classes = resolve_classes(num_classes, [("train_labels", y_train), ("test_labels", y_test)])
-    iterations = check_non_negative_int("epochs", epochs)
-    lr = check_float("lr", lr, low=0.0, low_inclusive=False)
-    weight_decay = check_float("weight_decay", weight_decay, low=0.0, low_inclusive=True)
-    batch_size = check_positive_int("batch_size", batch_size)
-    check_non_negative_int("seed", seed)
+    iterations = check_int("epochs", epochs, low=0)
+    lr = check_real("lr", lr, low=0.0, low_inclusive=False)
+    weight_decay = check_real("weight_decay", weight_decay, low=0.0)
+    batch_size = check_int("batch_size", batch_size, low=1)
+    check_int("seed", seed, low=0)
 
     x_train, x_test = _standardise(x_train, x_test)
-    weight, bias = _fit_softmax_regression(
+    weight, bias = fit_softmax_regression(
         x_train, y_train, classes, iterations=iterations, lr=lr, weight_decay=weight_decay, batch_size=batch_size
     )
     test_top1, test_top5 = _linear_hits(x_test, y_test, weight, bias, batch_size)
@@ -212,14 +200,15 @@ def fit_linear_probe(
 
 # ------------------------------------------------------------------------------------ the paper's protocol
 ProgressFn = Callable[[int, int, dict[str, float]], None]
+Stats = Sequence[float] | Tensor  # per-channel normalisation constants
 
 
-def _feature_dim(encoder: nn.Module, sample: Tensor, mean: object, std: object, device: torch.device) -> int:
+def _feature_dim(encoder: nn.Module, sample: Tensor, mean: Stats, std: Stats, device: torch.device) -> int:
     """``encoder.feature_dim``, or the width of its output on one image when it does not say."""
     dim = getattr(encoder, "feature_dim", None)
     if isinstance(dim, int) and not isinstance(dim, bool) and dim > 0:
         return dim
-    return int(extract_features(encoder, sample[:1], mean, std, device=device).shape[1])  # type: ignore[arg-type]
+    return int(extract_features(encoder, sample[:1], mean, std, device=device).shape[1])
 
 
 def _cosine_lr(base: float, step: int, total: int) -> float:
@@ -291,6 +280,30 @@ def paper_linear_probe(
         augmented training views; ``seconds`` of the whole probe, test features included.
     """
     started = time.perf_counter()
+    train_images, y_train, test_images, y_test, classes = _check_image_splits(
+        encoder, train_images, train_labels, test_images, test_labels, num_classes
+    )
+    options = _PaperProbeOptions(
+        epochs, lr, momentum, weight_decay, batch_size, augment_preset, seed, autocast_dtype, channels_last, progress
+    )
+    run_on = module_device(encoder, device)
+    dim = _feature_dim(encoder, train_images, mean, std, run_on)
+    probe = _PaperProbe(encoder, dim, classes, options, run_on, n_train=train_images.shape[0])
+    train_top1 = probe.train(train_images, y_train, mean, std)
+    top1, top5 = probe.test_hits(test_images, y_test, mean, std)
+    n_test = test_images.shape[0]
+    return ProbeResult(percent(top1, n_test), percent(top5, n_test), train_top1, time.perf_counter() - started)
+
+
+def _check_image_splits(
+    encoder: object,
+    train_images: object,
+    train_labels: object,
+    test_images: object,
+    test_labels: object,
+    num_classes: object,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, int]:
+    """The encoder, both splits' images and labels, and the class count checked: the splits' tensors and it."""
     if not isinstance(encoder, nn.Module):
         raise bad_argument("encoder", encoder, "a torch.nn.Module")
     train_images = check_images("train_images", train_images)
@@ -306,84 +319,130 @@ def paper_linear_probe(
     y_train = check_labels("train_labels", train_labels, n_train, "train_images")
     y_test = check_labels("test_labels", test_labels, test_images.shape[0], "test_images")
     classes = resolve_classes(num_classes, [("train_labels", y_train), ("test_labels", y_test)])
-    epochs = check_positive_int("epochs", epochs)
-    lr = check_float("lr", lr, low=0.0, low_inclusive=False)
-    momentum = check_float("momentum", momentum, low=0.0, low_inclusive=True, high=1.0)
-    weight_decay = check_float("weight_decay", weight_decay, low=0.0, low_inclusive=True)
-    batch_size = check_positive_int("batch_size", batch_size)
-    if not isinstance(augment_preset, str) or augment_preset not in list_presets():
-        raise bad_argument("augment_preset", augment_preset, f"one of {', '.join(list_presets())}")
-    seed = check_non_negative_int("seed", seed)
-    autocast_dtype = check_autocast_dtype(autocast_dtype)
-    channels_last = check_bool("channels_last", channels_last)
-    if progress is not None and not callable(progress):
-        raise bad_argument("progress", progress, "None or a callable progress(epoch, epochs, stats)")
-    run_on = module_device(encoder, device)
+    return train_images, y_train, test_images, y_test, classes
 
-    dim = _feature_dim(encoder, train_images, mean, std, run_on)
-    # Zero start: the problem is convex in the layer's parameters, so no random init is needed, and
-    # skip_init keeps nn.Linear's default init from drawing on the global RNG.
-    classifier = torch.nn.utils.skip_init(nn.Linear, dim, classes, device=run_on)
-    nn.init.zeros_(classifier.weight)
-    nn.init.zeros_(classifier.bias)
-    optimizer = torch.optim.SGD(classifier.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
-    generator = torch.Generator().manual_seed(seed)
-    steps_per_epoch = math.ceil(n_train / batch_size)
-    total_steps = epochs * steps_per_epoch
-    step = 0
-    y_train = y_train.to(train_images.device)
-    train_hits = torch.zeros((), dtype=torch.int64, device=run_on)
 
-    with eval_mode(encoder):
-        for epoch in range(1, epochs + 1):
-            order = torch.randperm(n_train, generator=generator).to(train_images.device)
-            loss_sum = torch.zeros((), device=run_on)
-            train_hits.zero_()
-            for start in range(0, n_train, batch_size):
-                idx = order[start : start + batch_size]
-                labels = y_train[idx].to(run_on, non_blocking=True)
-                with torch.no_grad():
-                    images = train_images[idx].to(run_on, non_blocking=True)
-                    views = make_views(images, 1, augment_preset, mean, std, generator=generator)[:, 0]
-                    if channels_last:
-                        views = views.contiguous(memory_format=torch.channels_last)
-                    features = encode(encoder, views, autocast_dtype)
-                current_lr = _cosine_lr(lr, step, total_steps)
-                for group in optimizer.param_groups:
-                    group["lr"] = current_lr
-                logits = classifier(features)
-                loss = F.cross_entropy(logits, labels)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                step += 1
-                loss_sum += loss.detach() * idx.numel()
-                train_hits += (logits.detach().argmax(dim=1) == labels).sum()
-            if progress is not None:
-                stats = {
-                    "loss": float(loss_sum) / n_train,
-                    "train_top1": percent(int(train_hits), n_train),
-                    "lr": current_lr,
-                }
-                progress(epoch, epochs, stats)
+@dataclass
+class _PaperProbeOptions:
+    """The options of `paper_linear_probe` that shape its training, checked (in this order) on creation."""
 
-    test_features = extract_features(
-        encoder,
-        test_images,
-        mean,
-        std,
-        batch_size=batch_size,
-        device=run_on,
-        autocast_dtype=autocast_dtype,
-        channels_last=channels_last,
-    )
-    weight = classifier.weight.detach().float().cpu()
-    bias = classifier.bias.detach().float().cpu()
-    top1, top5 = _linear_hits(test_features, y_test.cpu(), weight, bias, 4096)
-    n_test = test_features.shape[0]
-    return ProbeResult(
-        top1=percent(top1, n_test),
-        top5=percent(top5, n_test),
-        train_top1=percent(int(train_hits), n_train),
-        seconds=time.perf_counter() - started,
-    )
+    epochs: int
+    lr: float
+    momentum: float
+    weight_decay: float
+    batch_size: int
+    augment_preset: str
+    seed: int
+    autocast_dtype: torch.dtype | None
+    channels_last: bool
+    progress: ProgressFn | None
+
+    def __post_init__(self) -> None:
+        self.epochs = check_int("epochs", self.epochs, low=1)
+        self.lr = check_real("lr", self.lr, low=0.0, low_inclusive=False)
+        self.momentum = check_real("momentum", self.momentum, low=0.0, high=1.0)
+        self.weight_decay = check_real("weight_decay", self.weight_decay, low=0.0)
+        self.batch_size = check_int("batch_size", self.batch_size, low=1)
+        find_preset(self.augment_preset, "augment_preset")
+        self.seed = check_int("seed", self.seed, low=0)
+        self.autocast_dtype = check_autocast_dtype(self.autocast_dtype)
+        self.channels_last = check_bool("channels_last", self.channels_last)
+        if self.progress is not None and not callable(self.progress):
+            raise bad_argument("progress", self.progress, "None or a callable progress(epoch, epochs, stats)")
+
+
+class _PaperProbe:
+    """A zero-initialised linear layer trained by SGD on the frozen encoder's features of augmented views.
+
+    One CPU generator drives the shuffling and the augmentations, in the order the batches are drawn, so
+    a seed gives the same run on a given device; the learning rate follows a cosine over all steps.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        dim: int,
+        classes: int,
+        options: _PaperProbeOptions,
+        run_on: torch.device,
+        n_train: int,
+    ) -> None:
+        self.encoder, self.options, self.run_on = encoder, options, run_on
+        self.total_steps = options.epochs * math.ceil(n_train / options.batch_size)
+        # Zero start: the problem is convex in the layer's parameters, so no random init is needed, and
+        # skip_init keeps nn.Linear's default init from drawing on the global RNG.
+        self.classifier = torch.nn.utils.skip_init(nn.Linear, dim, classes, device=run_on)
+        nn.init.zeros_(self.classifier.weight)
+        nn.init.zeros_(self.classifier.bias)
+        self.optimizer = torch.optim.SGD(
+            self.classifier.parameters(), lr=options.lr, momentum=options.momentum, weight_decay=options.weight_decay
+        )
+        self.generator = torch.Generator().manual_seed(options.seed)
+        self.step = 0
+        self.lr = options.lr  # the learning rate of the last step taken
+
+    def train(self, images: Tensor, labels: Tensor, mean: Stats, std: Stats) -> float:
+        """All epochs, the encoder in eval mode, reporting to ``progress`` after each; the last epoch's
+        training accuracy (percent) on its augmented views."""
+        n, epochs, progress = images.shape[0], self.options.epochs, self.options.progress
+        labels = labels.to(images.device)
+        with eval_mode(self.encoder):
+            for epoch in range(1, epochs + 1):
+                loss_sum, hits = self.train_epoch(images, labels, mean, std)
+                if progress is not None:
+                    stats = {"loss": float(loss_sum) / n, "train_top1": percent(int(hits), n), "lr": self.lr}
+                    progress(epoch, epochs, stats)
+        return percent(int(hits), n)
+
+    def train_epoch(self, images: Tensor, labels: Tensor, mean: Stats, std: Stats) -> tuple[Tensor, Tensor]:
+        """One shuffled pass, last batch kept even if smaller: the summed loss and the correct predictions
+        on the augmented views (tensors on the run device, so nothing waits for them until they are read)."""
+        n = images.shape[0]
+        order = torch.randperm(n, generator=self.generator).to(images.device)
+        loss_sum = torch.zeros((), device=self.run_on)
+        hits = torch.zeros((), dtype=torch.int64, device=self.run_on)
+        for start in range(0, n, self.options.batch_size):
+            idx = order[start : start + self.options.batch_size]
+            batch_labels = labels[idx].to(self.run_on, non_blocking=True)
+            loss, logits = self._update(self._view_features(images[idx], mean, std), batch_labels)
+            loss_sum += loss * idx.numel()
+            hits += (logits.argmax(dim=1) == batch_labels).sum()
+        return loss_sum, hits
+
+    def _view_features(self, images: Tensor, mean: Stats, std: Stats) -> Tensor:
+        """The encoder's features of one freshly augmented, normalised view of every image."""
+        with torch.no_grad():
+            images = images.to(self.run_on, non_blocking=True)
+            views = make_views(images, 1, self.options.augment_preset, mean, std, generator=self.generator)[:, 0]
+            if self.options.channels_last:
+                views = views.contiguous(memory_format=torch.channels_last)
+            return encode(self.encoder, views, self.options.autocast_dtype)
+
+    def _update(self, features: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """One SGD step at this step's cosine learning rate; the batch's loss and logits, detached."""
+        self.lr = _cosine_lr(self.options.lr, self.step, self.total_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr
+        logits = self.classifier(features)
+        loss = F.cross_entropy(logits, labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.step += 1
+        return loss.detach(), logits.detach()
+
+    def test_hits(self, images: Tensor, labels: Tensor, mean: Stats, std: Stats) -> list[int]:
+        """Top-1 and top-5 hits of the trained layer on the test images, which are only normalised."""
+        features = extract_features(
+            self.encoder,
+            images,
+            mean,
+            std,
+            batch_size=self.options.batch_size,
+            device=self.run_on,
+            autocast_dtype=self.options.autocast_dtype,
+            channels_last=self.options.channels_last,
+        )
+        weight = self.classifier.weight.detach().float().cpu()
+        bias = self.classifier.bias.detach().float().cpu()
+        return _linear_hits(features, labels.cpu(), weight, bias, 4096)

@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from tunedcl.evaluate._common import bad_argument, check_features, check_labels, check_positive_int
+from tunedcl._checks import bad_argument, check_int
+from tunedcl.evaluate.checks import check_features, check_labels
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,8 @@ def retrieval_metrics(
     y = check_labels("labels", labels, x.shape[0], "features").to(x.device)
     if isinstance(ks, (str, bytes)) or not isinstance(ks, Sequence) or not ks:
         raise bad_argument("ks", ks, "a non-empty sequence of ints >= 1")
-    ks = [check_positive_int("ks", k) for k in ks]
-    batch_size = check_positive_int("batch_size", batch_size)
+    ks = [check_int("ks", k, low=1) for k in ks]
+    batch_size = check_int("batch_size", batch_size, low=1)
     n = x.shape[0]
     x = F.normalize(x, dim=1)
     relevant_total = torch.bincount(y)[y] - 1  # R of every item: others of its class

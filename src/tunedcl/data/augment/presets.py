@@ -157,7 +157,7 @@ def make_views(
     self-supervised variant). Deterministic given the state of `generator`.
     """
     x = check_images(images)
-    n_views = check_int("n_views", n_views, low=1)  # type: ignore[assignment]
+    n_views = check_int("n_views", n_views, low=1)
     main = find_preset(preset)
     last = None if last_view_preset is None else find_preset(last_view_preset, "last_view_preset")
     m, s = _stats(mean, std, x.shape[1], x.device)

@@ -64,7 +64,7 @@ def _split(
     )
 
 
-def _package_data_dir() -> Path | None:
+def package_data_dir() -> Path | None:
     """The installed ``animal_mnist`` package's data folder, found without importing the package.
 
     `find_spec` of a top-level package does not run it; its modules import tensorflow.
@@ -86,7 +86,7 @@ def animal_mnist(root: Path | None, download: bool, *, verify: bool = True) -> D
     """
     check_bool("verify", verify)
     folders = [(f, why) for base, why in files.search_bases(root) for f in (base, base / "animal-mnist")]
-    package = _package_data_dir()
+    package = package_data_dir()
     if package is not None:
         folders.append((package, "animal-mnist package"))
     folder = next((f for f, _ in folders if all((f / n).is_file() for n in ANIMAL_FILES)), None)
