@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import copy
 import math
 import pathlib
 
@@ -28,7 +27,6 @@ from tunedcl.models import (
     model_options,
     register_model,
 )
-from tunedcl.models import registry as registry_mod
 
 RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101")
 LAYOUTS = {  # He et al. 2016, Table 1: (blocks per stage, bottleneck?)
@@ -127,7 +125,7 @@ def test_model_options_lists_builder_keywords_with_defaults():
     assert model_options("small-cnn") == {"width": 1.0}
 
 
-def test_register_model_adds_a_custom_encoder_and_rejects_duplicates(monkeypatch):
+def test_register_model_adds_a_custom_encoder_and_rejects_duplicates():
     class Tiny(Encoder):
         def __init__(self, in_channels: int = 3, dim: int = 4) -> None:
             super().__init__()
@@ -137,13 +135,14 @@ def test_register_model_adds_a_custom_encoder_and_rejects_duplicates(monkeypatch
         def forward_features(self, x: torch.Tensor) -> torch.Tensor:
             return self.conv(x)
 
-    with monkeypatch.context() as patch:  # registers into a copy, so other tests never see "tiny-test"
-        patch.setattr(registry_mod, "MODELS", copy.deepcopy(registry_mod.MODELS))
+    try:
         register_model("tiny-test")(Tiny)
         enc = create_model("tiny-test", in_channels=1, dim=5)
         assert enc(torch.randn(2, 1, 6, 6)).shape == (2, 5)
         with pytest.raises(ValueError, match="already registered"):
             register_model("tiny-test")(Tiny)
+    finally:
+        MODELS.remove("tiny-test")
     assert "tiny-test" not in list_models()
 
 
@@ -163,7 +162,8 @@ def test_a_misspelt_model_name_suggests_the_closest_one():
 def test_every_model_has_a_one_line_description():
     described = dict(MODELS.describe())
     assert sorted(described) == list_models()
-    assert all(len(text) > 20 for text in described.values()), described
+    for name, text in described.items():  # the builder's whole first docstring line, which says what it is
+        assert len(text) > 20 and text == MODELS.get(name).__doc__.strip().splitlines()[0], (name, text)
 
 
 def test_non_string_model_name_is_a_value_error():

@@ -204,7 +204,7 @@ def image_folder(
     cache_dir: str | Path | None = None,
     workers: int | None = None,
 ) -> Dataset:
-    """A class-per-folder image tree (root/train/<class>/, root/val/<class>/), e.g. ImageNet-100, decoded once.
+    """Any class-per-folder image tree (root/train/<class>/, root/val/<class>/, as ImageNet-100), decoded once.
 
     `root` holds ``train/`` and ``val/`` (or ``test/``), one folder per class in each; the decoded images
     are cached as memory-mapped uint8 arrays.
