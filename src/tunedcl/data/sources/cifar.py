@@ -152,13 +152,13 @@ def _parse_batch(data: bytes, where: str, label_key: str, num_classes: int) -> t
         or pixels.shape[1] != _PIXELS
     ):
         got = f"{pixels.dtype} {pixels.shape}" if isinstance(pixels, np.ndarray) else type(pixels).__name__
-        raise ValueError(f"{where}: 'data' must be a uint8 array [n, {_PIXELS}] (3x32x32 images), got {got}")
+        raise ValueError(f"{where}: 'data' must be a uint8 array [n, {_PIXELS}] (3x32x32 images); got {got}")
     try:
         labels = np.asarray(batch[label_key], dtype=np.int64)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{where}: {label_key!r} must be a list of integers ({err})") from err
     if labels.ndim != 1:
-        raise ValueError(f"{where}: {label_key!r} must be a flat list, got shape {labels.shape}")
+        raise ValueError(f"{where}: {label_key!r} must be a flat list; got shape {labels.shape}")
     check_count(len(pixels), len(labels), where)
     check_labels(labels, num_classes, where)
     return pixels.reshape(-1, 3, 32, 32), labels

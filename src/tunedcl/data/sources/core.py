@@ -92,7 +92,7 @@ class Dataset:
                 f"{self.name}: train images are {shape}, test images {tuple(self.test.images.shape[1:])}"
             )
         if shape[1] != shape[2]:
-            raise ValueError(f"{self.name}: images must be square, got {shape[1]}x{shape[2]}")
+            raise ValueError(f"{self.name}: images must be square; got {shape[1]}x{shape[2]}")
         if len(self.mean) != shape[0] or len(self.std) != shape[0]:
             raise ValueError(f"{self.name}: mean/std need {shape[0]} values (one per channel)")
         for split_name, split in (("train", self.train), ("test", self.test)):
