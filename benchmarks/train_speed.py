@@ -61,7 +61,7 @@ def model_only_rate(config, runtime, steps: int) -> float:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        method.after_step()
+        method.after_step(1, 1)
 
     for _ in range(5):  # warm-up
         step()

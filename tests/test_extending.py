@@ -116,7 +116,7 @@ class ToyEMA(Method):
         return StepOutput(loss)
 
     @torch.no_grad()
-    def after_step(self) -> None:
+    def after_step(self, step: int, total_steps: int) -> None:
         online = [*self.model.encoder.parameters(), *self.model.projector.parameters()]
         for target, weight in zip(self.target.parameters(), online, strict=True):
             target.mul_(self.momentum).add_(weight.detach(), alpha=1.0 - self.momentum)

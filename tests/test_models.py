@@ -560,7 +560,7 @@ def test_linear_classifier_with_frozen_encoder_is_a_linear_probe():
 
 
 def test_models_package_imports_only_torch_and_the_standard_library():
-    allowed_roots = {"torch", "__future__", "collections", "inspect", "math", "numbers", "typing"}
+    allowed_roots = {"torch", "__future__", "collections", "copy", "inspect", "math", "numbers", "typing"}
     package_dir = pathlib.Path(models_pkg.__file__).parent
     sources = sorted(package_dir.glob("*.py"))
     assert len(sources) >= 5

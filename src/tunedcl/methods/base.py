@@ -39,6 +39,8 @@ class Batch:
     forward: Callable[[Tensor], Any]  # the trained model, DDP-wrapped under torchrun: call it, not .model
     memory_format: torch.memory_format  # of image batches the method feeds to ``forward`` itself
     check_finite: Callable[[str, Tensor], None]  # raises (on every rank together) if a tensor is not finite
+    step: int = 0  # optimiser steps done before this one
+    epoch: int = 0  # the epoch this step belongs to (0-based)
 
 
 @dataclass
@@ -90,8 +92,14 @@ class Method:
         """Views and labels in, loss (and what to log) out."""
         raise NotImplementedError
 
-    def after_step(self) -> None:
-        """Called after every optimiser step (an EMA update of a target network goes here)."""
+    def after_step(self, step: int, total_steps: int) -> None:
+        """Called after every optimiser step, with the steps done so far (``step``, 1-based) of ``total_steps``
+        (an EMA update of a target network, and its momentum schedule, go here)."""
+
+    def fixed_lr_modules(self) -> list[nn.Module]:
+        """Parts of the model whose learning rate stays at its peak instead of following the schedule
+        (SimSiam's predictor)."""
+        return []
 
     def state_dict(self) -> dict[str, Any]:
         """State besides the model's weights that the run must checkpoint (queues, targets), per rank."""

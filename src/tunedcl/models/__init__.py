@@ -13,6 +13,7 @@ This package depends on torch only; it knows nothing of the losses or the data.
 
 from tunedcl.models.base import Encoder, init_conv_bn
 from tunedcl.models.heads import ProjectionHead
+from tunedcl.models.momentum import cosine_momentum, ema_update, frozen_copy
 from tunedcl.models.registry import MODELS, create_model, list_models, model_options, register_model
 from tunedcl.models.resnet import BasicBlock, Bottleneck, ResidualBlock, ResNet, resnet18, resnet34, resnet50, resnet101
 from tunedcl.models.small_cnn import SmallCNN, small_cnn
@@ -27,6 +28,9 @@ __all__ = [
     "LinearClassifier",
     "MODELS",
     "ProjectionHead",
+    "cosine_momentum",
+    "ema_update",
+    "frozen_copy",
     "ResNet",
     "ResidualBlock",
     "SmallCNN",

@@ -98,7 +98,8 @@ class LossConfig:
 
 @dataclass
 class OptimConfig:
-    optimizer: str = _opt("sgd", "sgd or adamw", choices=("sgd", "adamw"))
+    optimizer: str = _opt("sgd", "sgd, adamw or lars (SGD with LARS's layer-wise trust ratio; biases and norms "
+                          "excluded)", choices=("sgd", "adamw", "lars"))
     lr: float = _opt(0.1, "peak learning rate (for batch_size images; see lr_scaling)", check=_positive)
     lr_scaling: str = _opt("none", "none, or linear: lr * batch_size / 256", choices=("none", "linear"))
     momentum: float = _opt(0.9, "SGD momentum", check=lambda v: 0 <= v < 1)
@@ -106,6 +107,8 @@ class OptimConfig:
     weight_decay: float = _opt(1e-4, "weight decay", check=_non_negative)
     decay_bias_and_norm: bool = _opt(True, "weight decay on biases and norm parameters too (the paper's recipe)")
     betas: tuple[float, float] = _opt((0.9, 0.999), "AdamW betas")
+    lars_eta: float = _opt(0.02, "LARS trust coefficient eta (solo-learn's CIFAR recipes)", check=_positive)
+    lars_clip: bool = _opt(True, "LARS: cap each layer's rate at the global lr (solo-learn's clip_lr)")
     warmup_epochs: float = _opt(0.0, "linear warm-up from 0 to lr over this many epochs", check=_non_negative)
     min_lr_ratio: float = _opt(1e-3, "cosine decay ends at lr * min_lr_ratio", check=lambda v: 0 <= v <= 1)
 

@@ -152,7 +152,7 @@ class Trainer:
             device_ids = [device.index] if device.type == "cuda" else None
             self.wrapped = DistributedDataParallel(self.model, device_ids=device_ids)
         self._plan_steps()
-        self.optimizer = build_optimizer(config, self.model)
+        self.optimizer = build_optimizer(config, self.model, self.method.fixed_lr_modules())
         self.scheduler = build_scheduler(config, self.optimizer, self.total_steps, self.steps_per_epoch)
         self.generator = torch.Generator().manual_seed(config.train.seed * 7919 + 17 + runtime.rank)
         self.n_views = self.method.fixed_views or config.data.n_views
@@ -247,7 +247,8 @@ class Trainer:
         tic = time.perf_counter()
         start = index * self.batch + self.runtime.rank * self.local_batch
         views, labels = self._views(order[start : start + self.local_batch])
-        batch = Batch(views, labels, self.wrapped, self.memory_format, self._check_finite)
+        batch = Batch(views, labels, self.wrapped, self.memory_format, self._check_finite, step=self.step,
+                      epoch=self.step // self.steps_per_epoch)
         with self.runtime.autocast():
             out = self.method.training_step(batch)
         if self.gradient_terms is not None and out.embeddings is not None and index % self.log_every == 0:
@@ -260,9 +261,9 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         self.optimizer.step()
-        self.method.after_step()
-        self.scheduler.step()
         self.step += 1
+        self.method.after_step(self.step, self.total_steps)
+        self.scheduler.step()
         self.last_loss = value
         seconds = time.perf_counter() - tic
         self.trained_seconds += seconds
