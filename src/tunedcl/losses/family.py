@@ -24,7 +24,7 @@ from tunedcl.losses.pairs import Pairs
 from tunedcl.losses.queue import MemoryQueue
 from tunedcl.registry import Registry
 
-LOSSES: Registry[type[ContrastiveLoss]] = Registry("loss", "losses")
+LOSSES: Registry[type[nn.Module]] = Registry("loss", "losses")
 REDUCTIONS = ("mean", "sum", "none")
 SIMILARITY_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -268,19 +268,29 @@ def functional_twin(cls: type[ContrastiveLoss]) -> Callable[..., Tensor]:
     return twin
 
 
-L = TypeVar("L", bound=type[ContrastiveLoss])
+L = TypeVar("L", bound=type[nn.Module])
 
 
 def register_loss(name: str, *, aliases: tuple[str, ...] = ()) -> Callable[[L], L]:
-    """Class decorator: register a family under ``name`` (for :func:`create_loss` and configs) and give it
-    its functional twin, ``cls.functional``."""
+    """Class decorator: register a loss under ``name`` (for :func:`create_loss`, ``tunedcl list losses`` and
+    the methods). A :class:`ContrastiveLoss` family also gets its functional twin, ``cls.functional``; other
+    losses (BYOL's regression, Barlow Twins, ...) are plain modules with their own call signature."""
 
     def decorator(cls: L) -> L:
         cls.name = name
-        cls.functional = functional_twin(cls)
+        if issubclass(cls, ContrastiveLoss):
+            cls.functional = functional_twin(cls)
         return LOSSES.add(name, cls, aliases=aliases)
 
     return decorator
+
+
+def argument_names(cls: type[nn.Module]) -> list[str]:
+    """The keyword arguments a registered loss's constructor takes."""
+    if issubclass(cls, ContrastiveLoss):
+        return cls.argument_names()
+    return [name for name, p in inspect.signature(cls.__init__).parameters.items()
+            if name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
 
 
 def list_losses() -> list[str]:
@@ -288,14 +298,14 @@ def list_losses() -> list[str]:
     return LOSSES.names()
 
 
-def create_loss(name: str, **kwargs: Any) -> ContrastiveLoss:
+def create_loss(name: str, **kwargs: Any) -> nn.Module:
     """Build a loss by name: ``create_loss("tcl", k1=5000.0)``.
 
     Names: ``list_losses()`` (``tcl``, ``supcon``, ``ntxent`` with alias ``simclr``, and any registered
-    family). Unknown names and unknown keyword arguments raise ``ValueError`` saying what is allowed.
+    loss). Unknown names and unknown keyword arguments raise ``ValueError`` saying what is allowed.
     """
     cls = LOSSES.get(name)
-    allowed = cls.argument_names()
+    allowed = argument_names(cls)
     unknown = sorted(set(kwargs) - set(allowed))
     if unknown:
         raise ValueError(
