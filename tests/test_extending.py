@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from loss_cases import LossCase
 from test_losses_values import LAYOUTS, make_case
-from tunedcl import create_loss
+from tunedcl import create_loss, rundir
 from tunedcl._checks import check_real
 from tunedcl.losses import LOSSES, ContrastiveLoss, register_loss
 from tunedcl.losses.chunked import Chunk
@@ -32,7 +32,7 @@ from tunedcl.losses.pairs import Pairs
 from tunedcl.methods import METHODS, Batch, ContrastiveMethod, Method, StepOutput, register_method
 from tunedcl.models import ContrastiveModel, ProjectionHead
 from tunedcl.train.config import load_config
-from tunedcl.train.loop import Trainer, epoch_permutation, train
+from tunedcl.train.loop import Trainer, TrainingError, epoch_permutation, train
 from tunedcl.train.progress import Progress
 from tunedcl.train.runtime import setup
 
@@ -214,3 +214,34 @@ def test_an_ema_method_trains_its_target_and_resumes_exactly(registered, tmp_pat
         assert torch.equal(outcome.model.state_dict()[name], tensor), name
     for name, tensor in finished.method.target.state_dict().items():
         assert torch.equal(outcome.method.target.state_dict()[name], tensor), name
+
+
+def test_a_collapsed_method_stops_with_a_message(tmp_path: Path) -> None:
+    @register_method("toy-collapse")
+    class ToyCollapse(Method):
+        """Every image to one point: the loop's collapse check must stop it."""
+
+        uses_labels = False
+        min_views = 2
+
+        def build(self, encoder, num_classes, *, projection_dim, projection_hidden, gather_distributed):
+            self.model = ContrastiveModel(encoder, ProjectionHead(encoder.feature_dim, projection_hidden, projection_dim))
+            return self.model
+
+        def training_step(self, batch: Batch) -> StepOutput:
+            projections = batch.forward(batch.views).projections.float()
+            return StepOutput(projections.pow(2).mean(), embeddings=projections.detach() * 0 + 1)
+
+    try:
+        config = load_config("quick", [*TINY, "loss.method=toy-collapse", "train.epochs=1"])
+        with pytest.raises(TrainingError, match=r"the embeddings collapsed in epoch 1: their spread .* is 0"):
+            _trainer(config, tmp_path / "run").run()
+    finally:
+        METHODS.remove("toy-collapse")
+
+
+def test_a_healthy_run_logs_its_embedding_spread(registered, tmp_path: Path) -> None:
+    config = load_config("quick", [*TINY, "train.epochs=1"])
+    _trainer(config, tmp_path / "run").run()
+    record = next(r for r in rundir.MetricsLog(tmp_path / "run").read() if "epoch" in r)
+    assert 0.05 < record["embedding_spread"] < 2.0  # supervised: about sqrt(classes / D), far above collapse

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -36,6 +37,10 @@ from tunedcl.train.progress import Progress
 from tunedcl.train.runtime import Runtime, seed_everything
 
 GRADIENT_BATCHES = 8  # train.log_gradients analyses every (steps_per_epoch // 8)-th batch: 8 to 15 per epoch
+# Collapse: the spread of the L2-normalised embeddings, sqrt(D) x (mean over dimensions of the std over the batch),
+# is about 1 for embeddings spread over the sphere and 0 when every image maps to one point (SimSiam's measure).
+# A whole epoch below this stops the run: it does not recover, and every later epoch would be wasted.
+COLLAPSED_SPREAD = 0.01
 
 
 class TrainingError(RuntimeError):
@@ -165,6 +170,8 @@ class Trainer:
         self.gradient_terms = self.method.gradient_terms() if config.train.log_gradients else None
         self.logged_batches: list[tuple[torch.Tensor, torch.Tensor | None]] = []
         self.log_every = max(1, self.steps_per_epoch // GRADIENT_BATCHES)
+        self.spread_sum: torch.Tensor | None = None  # this epoch's summed embedding spread (see COLLAPSED_SPREAD)
+        self.spread_steps = 0
 
     def _plan_steps(self) -> None:
         batch, world = self.config.train.batch_size, self.runtime.world_size
@@ -242,6 +249,26 @@ class Trainer:
                            generator=self.generator, last_view_preset=data.last_view_augment)
         return views.contiguous(memory_format=torch.contiguous_format), labels
 
+    def _track_spread(self, embeddings: torch.Tensor) -> None:
+        """Add this batch's embedding spread (see COLLAPSED_SPREAD) to the epoch's sum, without a host sync."""
+        rows = F.normalize(embeddings.reshape(-1, embeddings.shape[-1]).float(), dim=1)
+        spread = rows.std(dim=0).mean() * rows.shape[1] ** 0.5
+        self.spread_sum = spread if self.spread_sum is None else self.spread_sum + spread
+        self.spread_steps += 1
+
+    def _check_collapse(self, record: dict[str, Any]) -> None:
+        if self.spread_sum is None:
+            return
+        spread = distributed.mean_over_ranks(float(self.spread_sum) / self.spread_steps, self.runtime.device)
+        record["embedding_spread"] = spread
+        self.spread_sum, self.spread_steps = None, 0
+        if spread < COLLAPSED_SPREAD:
+            raise TrainingError(
+                f"the embeddings collapsed in epoch {record['epoch']}: their spread (sqrt(D) x the mean std of the "
+                f"normalised embeddings) is {spread:.2g}, healthy runs stay near 1 (a collapse stops at "
+                f"< {COLLAPSED_SPREAD}). Lower optim.lr, add warm-up, or check the method's hyperparameters."
+            )
+
     def train_step(self, order: torch.Tensor, index: int) -> float:
         """One optimiser step on the ``index``-th batch of the epoch's ``order``; returns the seconds it took."""
         tic = time.perf_counter()
@@ -251,8 +278,10 @@ class Trainer:
                       epoch=self.step // self.steps_per_epoch)
         with self.runtime.autocast():
             out = self.method.training_step(batch)
-        if self.gradient_terms is not None and out.embeddings is not None and index % self.log_every == 0:
-            self.logged_batches.append((out.embeddings.detach(), out.labels))
+        if out.embeddings is not None:
+            self._track_spread(out.embeddings.detach())
+            if self.gradient_terms is not None and index % self.log_every == 0:
+                self.logged_batches.append((out.embeddings.detach(), out.labels))
         value = float(out.loss.detach())
         if not out.is_global:
             value = distributed.mean_over_ranks(value, self.runtime.device)  # a local loss: the global mean
@@ -286,6 +315,7 @@ class Trainer:
         }
         if self.on_epoch_end is not None:
             record.update(self.on_epoch_end(self.method, epoch + 1, self.step) or {})
+        self._check_collapse(record)
         if self.logged_batches:
             per_batch = [batch_gradient_statistics(*batch, self.gradient_terms) for batch in self.logged_batches]
             record.update({key: sum(s[key] for s in per_batch) / len(per_batch) for key in per_batch[0]})
