@@ -179,6 +179,41 @@ def test_eval_command_re_evaluates_a_run(reference_run: Path, tmp_path: Path) ->
     assert done.returncode == 2 and "only takes eval.*" in done.stderr
 
 
+class _RunsCode:
+    """Pickles as a call to os.system: what a crafted checkpoint would smuggle in."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("content", ["code", "truncated", "empty", "random"])
+def test_a_checkpoint_can_never_run_code_and_a_broken_one_is_one_line(
+    reference_run: Path, tmp_path: Path, content: str
+) -> None:
+    copy = tmp_path / "copy"
+    subprocess.run(["cp", "-r", str(reference_run), str(copy)], check=True)
+    checkpoint, marker = copy / "checkpoints" / "last.pt", tmp_path / "pwned"
+    if content == "code":
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        torch.save({**state, "extra": _RunsCode(marker)}, checkpoint)
+    elif content == "truncated":
+        checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
+    elif content == "empty":
+        checkpoint.write_bytes(b"")
+    else:
+        checkpoint.write_bytes(random.Random(0).randbytes(5000))
+    for command in (tunedcl("eval", str(copy)), tunedcl("train", "--out", str(copy), "--resume", "--quiet")):
+        done = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2, done.stderr
+        errors = [line for line in done.stderr.splitlines() if "cannot be loaded as a tunedcl checkpoint" in line]
+        assert len(errors) == 1 and "Traceback" not in done.stderr, done.stderr
+        assert "weights_only=False" not in done.stderr  # never the advice to load a foreign file unsafely
+    assert not marker.exists()  # the pickled call never ran
+
+
 def test_ddp_two_processes_complete_resume_and_match_one_process(tmp_path: Path) -> None:
     """Same global batch, no augmentation: the curves differ only through per-rank BatchNorm statistics
     (each rank normalises its own half of the batch). Stated tolerance: 5% relative per epoch."""

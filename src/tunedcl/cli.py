@@ -136,6 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    from tunedcl.rundir import CheckpointError
     from tunedcl.train.config import ConfigError
 
     try:
@@ -167,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 parser.error(f"--n must be >= 2; got {args.n}")
             demo.run(n=args.n, dim=args.dim, seed=args.seed)
             return 0
-    except (ConfigError, FileNotFoundError, ImportError) as error:
+    except (ConfigError, CheckpointError, FileNotFoundError, ImportError) as error:
         print(f"tunedcl {args.command}: {error}", file=sys.stderr)
         return 2
     return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -49,11 +50,33 @@ def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
     _atomic_write(run_dir / CHECKPOINT, lambda file: torch.save(state, file))
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded safely or at all (the message names the file and why)."""
+
+
 def load_checkpoint(run_dir: Path, map_location: torch.device | str = "cpu") -> dict[str, Any] | None:
+    """checkpoints/last.pt of ``run_dir`` (None if there is none), loaded with ``weights_only=True``: a file
+    from disk can never run code. A file that is not a tunedcl checkpoint, truncated, or carrying anything
+    but tensors and plain values is a :class:`CheckpointError`."""
     path = run_dir / CHECKPOINT
     if not path.is_file():
         return None
-    return torch.load(path, map_location=map_location, weights_only=False)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        # torch's own message suggests weights_only=False: exactly what must not be done with a foreign file.
+        raise CheckpointError(
+            f"{path} cannot be loaded as a tunedcl checkpoint: it holds objects other than tensors and plain "
+            "values, and loading those could run code (refused)"
+        ) from None
+    except Exception as error:  # noqa: BLE001 - zip, EOF and size errors alike: one message
+        raise CheckpointError(
+            f"{path} cannot be loaded as a tunedcl checkpoint: the file is damaged or not a checkpoint "
+            f"({type(error).__name__})"
+        ) from None
+    if not isinstance(state, dict) or not {"model", "step"} <= set(state):
+        raise CheckpointError(f"{path} is not a tunedcl checkpoint (no model weights and step in it)")
+    return state
 
 
 class MetricsLog:
