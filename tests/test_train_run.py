@@ -179,6 +179,44 @@ def test_eval_command_re_evaluates_a_run(reference_run: Path, tmp_path: Path) ->
     assert done.returncode == 2 and "only takes eval.*" in done.stderr
 
 
+def test_resume_refuses_a_checkpoint_of_another_run_and_allows_what_is_safe(
+    reference_run: Path, tmp_path: Path
+) -> None:
+    copy = tmp_path / "copy"
+    subprocess.run(["cp", "-r", str(reference_run), str(copy)], check=True)
+    config_path = copy / "config.yaml"
+    original = config_path.read_text()
+    config_path.write_text(original.replace("batch_size: 64", "batch_size: 32", 1))  # edited by hand
+    done = subprocess.run(tunedcl("train", "--out", str(copy), "--resume", "--quiet"), env=ENV,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "was written by another run (train.batch_size: 64 in the checkpoint, 32 now)" \
+        in done.stderr, done.stderr
+    config_path.write_text(original)
+    done = subprocess.run(tunedcl("train", "--out", str(copy), "--resume", "--quiet", "loss.k1=3"), env=ENV,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "--resume may change only train.epochs" in done.stderr, done.stderr
+    done = subprocess.run(tunedcl("train", "--out", str(copy), "--resume", "--quiet", "--config", "quick"), env=ENV,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "do not pass --config" in done.stderr, done.stderr
+    # More epochs and another evaluation are what a finished run may be resumed with.
+    done = subprocess.run(tunedcl("train", "--out", str(copy), "--resume", "--quiet", "train.epochs=4",
+                                  "eval.knn_k=7"), env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "epochs: 4" in config_path.read_text() and "knn_k: 7" in config_path.read_text()
+    epochs = [json.loads(line)["epoch"] for line in (copy / "metrics.jsonl").read_text().splitlines() if '"epoch"' in line]
+    assert epochs == [1, 2, 3, 4]
+
+
+def test_a_start_that_failed_before_training_can_be_run_again(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    done = subprocess.run(train_command(out, "data.dataset=cifar10", "data.root=" + str(tmp_path / "nothing")),
+                          env=ENV, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    done = subprocess.run(train_command(out, "train.epochs=1", "eval.every_epochs=0"), env=ENV,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+
+
 class _RunsCode:
     """Pickles as a call to os.system: what a crafted checkpoint would smuggle in."""
 

@@ -95,19 +95,22 @@ def _list(kind: str | None) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from tunedcl.train.config import load_config
+    from tunedcl.train.config import ConfigError, load_config
     from tunedcl.train.loop import Interrupted, TrainingError
     from tunedcl.train.run import run_training
 
     if args.resume:
         if args.out is None:
-            raise SystemExit("tunedcl train: --resume needs --out RUN_DIR")
-        config = load_config(args.config, args.overrides) if (args.config or args.overrides) else None
+            raise ConfigError("--resume needs --out RUN_DIR (the run to continue)")
+        if args.config is not None:
+            raise ConfigError("--resume continues the run's own config.yaml; do not pass --config")
+        config = None
     else:
         config = load_config(args.config or "default", args.overrides)
     out = args.out or Path("runs") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
-        run_training(config, out, resume=args.resume, quiet=args.quiet)
+        run_training(config, out, resume=args.resume, quiet=args.quiet,
+                     overrides=args.overrides if args.resume else ())
     except Interrupted as stop:
         print(f"\n{stop}\nresume with: tunedcl train --out {out} --resume", file=sys.stderr)
         return 130

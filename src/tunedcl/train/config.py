@@ -330,6 +330,30 @@ def dump_config(config: Config) -> str:
     return _yaml().safe_dump(config_to_dict(config), sort_keys=False)
 
 
+# Fields that cannot change a run's result: two runs that differ only in these are the same experiment.
+# (train.threads and train.device do count: they change floating-point reduction order.)
+RESULT_NEUTRAL = ("name", "train.tensorboard", "train.checkpoint_every_steps")
+# What `tunedcl train --resume` may change in a run: how long it trains (the schedule stretches from the
+# step it resumes at), the learning rate (to recover from a divergence), where it runs, and everything
+# about evaluation (eval.*) and logging. Anything else would make the checkpoint a different run's.
+RESUMABLE = ("train.epochs", "train.max_steps", "optim.lr", "train.threads", "train.device", *RESULT_NEUTRAL)
+
+
+def flat_config(config: Config) -> dict[str, Any]:
+    """The config as ``{"section.key": value}`` (options as ``model.options.width``), plain values only."""
+    flat: dict[str, Any] = {}
+
+    def add(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                add(f"{prefix}.{key}" if prefix else key, item)
+        else:
+            flat[prefix] = list(value) if isinstance(value, tuple) else value
+
+    add("", config_to_dict(config))
+    return flat
+
+
 def load_run_config(run_dir: Path) -> Config:
     """The config a run directory was started with (its config.yaml), validated."""
     path = Path(run_dir) / "config.yaml"

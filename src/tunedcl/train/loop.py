@@ -26,13 +26,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from tunedcl import distributed, rundir
+from tunedcl import __version__, distributed, rundir
 from tunedcl.analysis import batch_gradient_statistics
 from tunedcl.data import load_dataset
 from tunedcl.data.augment import make_views
 from tunedcl.methods import Batch, Method, create_method
 from tunedcl.train.builders import build_encoder, build_optimizer, build_scheduler
-from tunedcl.train.config import Config, ConfigError
+from tunedcl.train.config import RESUMABLE, Config, ConfigError, flat_config
 from tunedcl.train.progress import Progress
 from tunedcl.train.runtime import Runtime, seed_everything
 
@@ -187,16 +187,31 @@ class Trainer:
         self.epochs = -(-self.total_steps // self.steps_per_epoch)
 
     # --- restore and checkpoint -------------------------------------------------------------------------------
+    def fingerprint(self) -> dict[str, Any]:
+        """What decides this run's result besides the weights: the config (less what --resume may change,
+        RESUMABLE, and eval.*), the number of processes and the tunedcl version. Stored in every checkpoint."""
+        config = {k: v for k, v in flat_config(self.config).items() if k not in RESUMABLE and not k.startswith("eval.")}
+        return {**config, "processes": self.runtime.world_size, "tunedcl": __version__}
+
+    def _check_fingerprint(self, state: dict[str, Any]) -> None:
+        saved, now = state.get("fingerprint"), self.fingerprint()
+        if not isinstance(saved, dict):
+            raise ConfigError(f"the checkpoint in {self.run_dir} has no fingerprint (written by an earlier tunedcl); "
+                              "start the run again in a new --out")
+        differing = sorted(key for key in saved.keys() | now.keys() if saved.get(key) != now.get(key))
+        if differing:
+            shown = "; ".join(f"{key}: {saved.get(key)!r} in the checkpoint, {now.get(key)!r} now" for key in differing)
+            raise ConfigError(
+                f"the checkpoint in {self.run_dir} was written by another run ({shown}); --resume continues the "
+                f"same run and may change only {', '.join(RESUMABLE)} and eval.*"
+            )
+
     def restore(self) -> None:
         """Continue from the run directory's checkpoint, if there is one; drop records of lost work."""
         # On the CPU: RNG states must stay CPU ByteTensors; load_state_dict moves the rest.
         state = rundir.load_checkpoint(self.run_dir, map_location="cpu")
         if state is not None:
-            if len(state["generators"]) != self.runtime.world_size:
-                raise ConfigError(
-                    f"the checkpoint in {self.run_dir} was written by {len(state['generators'])} process(es); "
-                    f"resume it with the same number (got {self.runtime.world_size})"
-                )
+            self._check_fingerprint(state)
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
@@ -226,6 +241,7 @@ class Trainer:
             "epoch_sums": dict(self.epoch_sums),
             "finished": finished,
             "steps_per_epoch": self.steps_per_epoch,
+            "fingerprint": self.fingerprint(),
         })
 
     # --- one step ---------------------------------------------------------------------------------------------

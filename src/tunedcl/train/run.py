@@ -13,7 +13,16 @@ import torch.distributed as dist
 
 from tunedcl import __version__, rundir
 from tunedcl.methods import Method
-from tunedcl.train.config import Config, ConfigError, dump_config, load_run_config
+from tunedcl.train.config import (
+    RESUMABLE,
+    Config,
+    ConfigError,
+    dump_config,
+    finalize,
+    load_run_config,
+    parse_override,
+    set_value,
+)
 from tunedcl.train.loop import train
 from tunedcl.train.progress import Progress
 from tunedcl.train.runtime import Runtime, peak_memory_bytes, setup
@@ -25,24 +34,50 @@ def _hardware(runtime: Runtime) -> str:
     return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
 
 
-def prepare_run_dir(run_dir: Path, config: Config | None, resume: bool) -> Config:
-    """Create (or, with resume, reopen) a run directory and return the config to run."""
+def prepare_run_dir(
+    run_dir: Path, config: Config | None, resume: bool, overrides: list[str] | tuple[str, ...] = ()
+) -> Config:
+    """Create (or, with resume, reopen) a run directory and return the config to run.
+
+    ``overrides`` on resume change what --resume may change (RESUMABLE keys and eval.*); the run's
+    config.yaml is updated so that it records what ran."""
     config_path = run_dir / "config.yaml"
     if resume:
         if not config_path.is_file():
             raise ConfigError(f"--resume: {run_dir} holds no run (no config.yaml)")
+        if config is not None:
+            raise ConfigError(f"--resume continues {run_dir} with its own config.yaml; do not pass --config")
         saved = load_run_config(run_dir)
-        if config is not None and dump_config(config) != dump_config(saved):
-            raise ConfigError(
-                f"--resume continues {run_dir} with its own config.yaml; do not pass --config or overrides"
-            )
+        if overrides:
+            saved = _with_resume_overrides(saved, overrides)
+            rundir.atomic_write_text(config_path, dump_config(saved))
         return saved
     if config is None:
         raise ConfigError("a config is needed for a new run")
-    if run_dir.exists() and any(run_dir.iterdir()):
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--out {run_dir} is a file; choose a folder")
+    if run_dir.exists() and any(run_dir.iterdir()) and not _never_started(run_dir):
         raise ConfigError(f"{run_dir} already holds files; pass --resume to continue that run, or choose another --out")
     run_dir.mkdir(parents=True, exist_ok=True)
     rundir.atomic_write_text(config_path, dump_config(config))
+    return config
+
+
+def _never_started(run_dir: Path) -> bool:
+    """A run directory holding only its config.yaml: a start that failed before training (missing data, say)."""
+    return [path.name for path in run_dir.iterdir()] == ["config.yaml"]
+
+
+def _with_resume_overrides(config: Config, overrides: list[str] | tuple[str, ...]) -> Config:
+    for text in overrides:
+        key, value, raw = parse_override(text)
+        if key not in RESUMABLE and not key.startswith("eval."):
+            raise ConfigError(
+                f"--resume may change only {', '.join(RESUMABLE)} and eval.* (the rest would make it another "
+                f"run); got {key!r}"
+            )
+        set_value(config, key, value, raw)
+    finalize(config)
     return config
 
 
@@ -60,12 +95,14 @@ def summary_table(results: dict[str, Any]) -> str:
 
 
 def run_training(
-    config: Config | None, run_dir: Path, *, resume: bool = False, quiet: bool = False
+    config: Config | None, run_dir: Path, *, resume: bool = False, quiet: bool = False,
+    overrides: list[str] | tuple[str, ...] = (),
 ) -> dict[str, Any] | None:
-    """Train and evaluate; returns the results (None on ranks other than 0)."""
+    """Train and evaluate; returns the results (None on ranks other than 0). With ``resume``, ``config`` is
+    None (the run's own) and ``overrides`` may change what --resume may change."""
     wall = time.perf_counter()
     if _is_main_process():
-        config = prepare_run_dir(run_dir, config, resume)
+        config = prepare_run_dir(run_dir, config, resume, overrides)
     elif config is None:  # a resumed run: its config is in the run directory
         config = prepare_run_dir(run_dir, None, True)
     runtime = setup(config.train)  # joins the process group: rank 0 has written config.yaml by then
@@ -149,7 +186,6 @@ def _periodic_knn(config: Config, runtime: Runtime):
 
 def evaluate_run(run_dir: Path, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
     """``tunedcl eval RUN_DIR``: evaluate a run's last checkpoint again (eval.* overrides allowed)."""
-    from tunedcl.train.config import parse_override, set_value
     from tunedcl.train.evaluation import evaluate
     from tunedcl.train.loop import build_method, load_training_data
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tunedcl.report import write_summary
-from tunedcl.train.config import Config, ConfigError, config_to_dict, load_config, load_run_config
+from tunedcl.train.config import RESULT_NEUTRAL, Config, ConfigError, flat_config, load_config, load_run_config
 
 
 @dataclass(frozen=True)
@@ -46,29 +46,17 @@ def parse_grid(items: list[str]) -> list[GridPoint]:
     return [GridPoint(tuple(point)) for point in itertools.product(*axes)]
 
 
-# Fields that cannot change a run's result: two runs that differ only in these are the same experiment.
-# (train.threads and train.device do count: they change floating-point reduction order.)
-_RESULT_NEUTRAL = (("name",), ("train", "tensorboard"), ("train", "checkpoint_every_steps"))
-
-
 def _identity(config: Config) -> str:
-    """What makes two runs the same experiment: the whole config except its name and _RESULT_NEUTRAL."""
-    data = config_to_dict(config)
-    for path in _RESULT_NEUTRAL:
-        section = data if len(path) == 1 else data.get(path[0], {})
-        section.pop(path[-1], None)
+    """What makes two runs the same experiment: the whole config except RESULT_NEUTRAL fields."""
+    data = {key: value for key, value in flat_config(config).items() if key not in RESULT_NEUTRAL}
     return json.dumps(data, sort_keys=True, default=str)
-
-
-def _flat(config: Config) -> dict[str, Any]:
-    return {f"{s}.{k}": v for s, sec in config_to_dict(config).items() if isinstance(sec, dict) for k, v in sec.items()}
 
 
 def _check_same_config(run_dir: Path, planned: Config) -> None:
     """ConfigError unless the run in ``run_dir`` was started with ``planned`` (up to result-neutral fields)."""
     saved = load_run_config(run_dir)
     if _identity(saved) != _identity(planned):
-        old, new = _flat(saved), _flat(planned)
+        old, new = flat_config(saved), flat_config(planned)
         differing = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k != "train.tensorboard")
         shown = ", ".join(f"{k}: {old.get(k)!r} there, {new.get(k)!r} planned" for k in differing)
         raise ConfigError(
