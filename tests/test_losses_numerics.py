@@ -145,3 +145,29 @@ def test_non_finite_inputs_raise_and_count_rows(bad: float) -> None:
     features[3, 1, 1] = bad  # same row twice: still one bad row
     with pytest.raises(ValueError, match=r"2 of 10 rows"):
         TCLLoss()(features)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("chunk_size", [0, None])
+def test_every_magnitude_from_1e_minus_30_to_1e30_gives_the_fp64_value(dtype: torch.dtype, chunk_size) -> None:
+    """Rows of any finite magnitude are normalised exactly: the squared norm of a 1e30 row (or a 1e-30 one)
+    would overflow (underflow) fp32, which once turned such rows into zero vectors."""
+    from tunedcl.losses.functional import ntxent_loss, supcon_loss, tcl_loss
+
+    g = torch.Generator().manual_seed(3)
+    for _ in range(40):
+        scales = 10 ** (torch.rand(10, 1, 1, generator=g, dtype=torch.float64) * 60 - 30)
+        features = (torch.randn(10, 2, 6, generator=g, dtype=torch.float64) * scales).to(dtype)
+        labels = torch.randint(0, 3, (10,), generator=g)
+        for loss in (tcl_loss, supcon_loss, ntxent_loss):
+            got = loss(features, labels, chunk_size=chunk_size, reduction="none")
+            expected = loss(features.double(), labels, chunk_size=chunk_size, reduction="none")
+            torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_unnormalised_rows_whose_similarities_overflow_are_refused() -> None:
+    from tunedcl.losses.functional import tcl_loss
+
+    with pytest.raises(ValueError, match=r"features with normalize=False must have row norms below .* the largest"):
+        tcl_loss(torch.randn(4, 2, 8) * 1e30, normalize=False)
+    assert torch.isfinite(tcl_loss(torch.randn(4, 2, 8) * 1e3, normalize=False))

@@ -95,6 +95,34 @@ class PathOptions:
     gather_distributed: bool = False  # contrast against the embeddings of every rank
 
 
+# Rows whose largest entry lies outside [2^-60, 2^60] are rescaled before their squared norm is taken: the
+# square of such a row would under- or overflow fp32 (2^+-126), and F.normalize would then treat a tiny row
+# as zero and a huge one as zero too. Rows inside the range are not touched, so results on them are the
+# same bits as a plain F.normalize.
+_SAFE_LOW, _SAFE_HIGH = 2.0**-60, 2.0**60
+
+
+def unit_rows(rows: Tensor) -> Tensor:
+    """Each row divided by its L2 norm, exactly for every finite row in every dtype; zero rows stay zero."""
+    largest = rows.abs().amax(dim=1, keepdim=True)
+    outside = (largest > _SAFE_HIGH) | ((largest < _SAFE_LOW) & (largest > 0))
+    return F.normalize(rows / torch.where(outside, largest, torch.ones_like(largest)), dim=1)
+
+
+def check_row_range(rows: Tensor, temperature: float) -> Tensor:
+    """``rows`` as they are (``normalize=False``), if every similarity s_ij / tau is finite in their dtype;
+    otherwise a ValueError naming the largest row norm and what is allowed (one host sync)."""
+    largest = float(rows.detach().double().norm(dim=1).max())
+    limit = (torch.finfo(rows.dtype).max * temperature) ** 0.5 / 2  # |s_ij| <= |z_i| |z_j|, with a margin of 4
+    if largest > limit:
+        raise ValueError(
+            f"features with normalize=False must have row norms below {limit:.3g} at temperature {temperature:g} "
+            f"(their dot products over tau must stay finite in {rows.dtype}); the largest is {largest:.3g}. "
+            "Pass normalize=True, or scale the features down"
+        )
+    return rows
+
+
 def _similarity(anchors: Tensor, contrast: Tensor, dtype: torch.dtype | None) -> Tensor:
     if dtype is None or dtype == anchors.dtype:
         return anchors @ contrast.T
@@ -130,7 +158,7 @@ def compute(
         queue.check_kind(labels is not None)
     # Under an enclosing autocast the matmul would silently run in bf16/fp16 again: switch it off.
     with torch.autocast(device_type=rows.device.type, enabled=False):
-        z = F.normalize(rows, dim=1) if normalize else rows
+        z = unit_rows(rows) if normalize else check_row_range(rows, temperature)
         anchor_ids = positives.ids
         contrast, contrast_ids, offset = z, anchor_ids, 0
         if options.gather_distributed and dist_utils.require_process_group("gather_distributed") > 1:
