@@ -87,7 +87,7 @@ def test_registry_builds_every_loss_and_refuses_unknowns() -> None:
     assert create_loss("tcl", k1=50.0).k1 == 50.0
     assert isinstance(create_loss("supcon", variant="in"), SupConLoss)
     assert isinstance(create_loss("simclr"), NTXentLoss)
-    with pytest.raises(ValueError, match=r"unknown loss 'triplet'; known losses: .*ntxent, supcon, tcl"):
+    with pytest.raises(ValueError, match=r"unknown loss 'triplet'; known losses: .*ntxent, .*supcon, .*tcl"):
         create_loss("triplet")
     with pytest.raises(ValueError, match=r"tcl loss got unknown argument\(s\) k3; allowed: temperature, k1"):
         create_loss("tcl", k3=1.0)
