@@ -50,7 +50,7 @@ def test_overrides_are_typed() -> None:
         ("train.epochs=2.5", r"train.epochs must be an integer; got 2.5"),
         ("train.epochs=0", r"train.epochs=0 is not allowed: training epochs"),
         ("loss.k1=-1", r"loss.k1=-1.0 is not allowed"),
-        ("loss.method=byol", r"loss.method: unknown method 'byol'; known methods: ce, simclr, supcon, tcl, tcl-ssl"),
+        ("loss.method=nosuchmethod", r"loss.method: unknown method 'nosuchmethod'; known methods: .*ce, .*simclr, .*supcon, .*tcl, .*tcl-ssl"),
         ("train.channels_last=maybe", r"train.channels_last must be true or false; got 'maybe'"),
         ("optim.betas=[0.9]", r"optim.betas must be a list of 2 numbers"),
         ("loss.temperature=abc", r"loss.temperature must be a finite number; got 'abc'"),
@@ -106,7 +106,7 @@ def test_another_method_s_key_is_dropped_only_at_its_default() -> None:
     supcon = load_config("study-fashion-mnist", ["loss.method=supcon"])
     assert "k1" not in supcon.loss.hyperparameters and "k1:" not in dump_config(supcon)
     with pytest.raises(ConfigError, match=r"loss.k1 must be 5000.0 for method supcon, which does not use it "
-                                          r"\(it belongs to method tcl, method tcl-ssl\); leave it out"):
+                                          r"\(it belongs to method tcl, .*method tcl-ssl\); leave it out"):
         load_config("quick", ["loss.method=supcon", "loss.k1=100"])
 
 

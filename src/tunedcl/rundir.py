@@ -20,12 +20,30 @@ from typing import Any, BinaryIO
 import torch
 
 CHECKPOINT = "checkpoints/last.pt"
+TEMPORARY_SUFFIX = ".tmp"
+
+
+def remove_stale_temporaries(run_dir: Path) -> list[Path]:
+    """Delete the half-written ``.<name>.*.tmp`` files a killed write left in ``run_dir`` (and checkpoints/)."""
+    stale = [p for folder in (run_dir, run_dir / "checkpoints") if folder.is_dir()
+             for p in folder.glob(f".*{TEMPORARY_SUFFIX}")]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+def _file_mode() -> int:
+    """The mode a plain ``open`` would give a new file (0o666 less the umask): every run file gets it."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """``write`` into a temporary file in ``path``'s folder, fsync, then rename it over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
+    os.chmod(temporary, _file_mode())  # mkstemp's 0600 would make these files unlike metrics.jsonl
     try:
         with os.fdopen(handle, "wb") as file:
             write(file)

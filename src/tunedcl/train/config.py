@@ -43,16 +43,24 @@ def _options(help: str) -> Any:
     return field(default_factory=dict, metadata={"help": help, "choices": None, "check": None})
 
 
-def _positive(value: float) -> bool:
-    return value > 0
+@dataclass(frozen=True)
+class _Rule:
+    """A value check with the rule it enforces, for the message (``train.epochs=0 is not allowed: ... must
+    be > 0``)."""
+
+    text: str
+    test: Any
+
+    def __call__(self, value: Any) -> bool:
+        return self.test(value)
 
 
-def _non_negative(value: float) -> bool:
-    return value >= 0
-
-
-def _fraction(value: float) -> bool:
-    return 0 < value <= 1
+_positive = _Rule("> 0", lambda v: v > 0)
+_non_negative = _Rule(">= 0", lambda v: v >= 0)
+_fraction = _Rule("in (0, 1]", lambda v: 0 < v <= 1)
+_unit_interval = _Rule("in [0, 1]", lambda v: 0 <= v <= 1)
+_momentum = _Rule("in [0, 1)", lambda v: 0 <= v < 1)
+_betas = _Rule("two numbers in [0, 1)", lambda v: all(0 <= b < 1 for b in v))
 
 
 @dataclass
@@ -102,15 +110,15 @@ class OptimConfig:
                           "excluded)", choices=("sgd", "adamw", "lars"))
     lr: float = _opt(0.1, "peak learning rate (for batch_size images; see lr_scaling)", check=_positive)
     lr_scaling: str = _opt("none", "none, or linear: lr * batch_size / 256", choices=("none", "linear"))
-    momentum: float = _opt(0.9, "SGD momentum", check=lambda v: 0 <= v < 1)
+    momentum: float = _opt(0.9, "SGD momentum", check=_momentum)
     nesterov: bool = _opt(False, "SGD Nesterov momentum")
     weight_decay: float = _opt(1e-4, "weight decay", check=_non_negative)
     decay_bias_and_norm: bool = _opt(True, "weight decay on biases and norm parameters too (the paper's recipe)")
-    betas: tuple[float, float] = _opt((0.9, 0.999), "AdamW betas")
+    betas: tuple[float, float] = _opt((0.9, 0.999), "AdamW betas", check=_betas)
     lars_eta: float = _opt(0.02, "LARS trust coefficient eta (solo-learn's CIFAR recipes)", check=_positive)
     lars_clip: bool = _opt(True, "LARS: cap each layer's rate at the global lr (solo-learn's clip_lr)")
     warmup_epochs: float = _opt(0.0, "linear warm-up from 0 to lr over this many epochs", check=_non_negative)
-    min_lr_ratio: float = _opt(1e-3, "cosine decay ends at lr * min_lr_ratio", check=lambda v: 0 <= v <= 1)
+    min_lr_ratio: float = _opt(1e-3, "cosine decay ends at lr * min_lr_ratio", check=_unit_interval)
 
 
 @dataclass
@@ -174,7 +182,7 @@ def set_value(config: Config, key: str, value: Any, raw: str | None = None) -> N
     if raw is not None and value is not None and not isinstance(value, str):
         value = _raw_if_string_field(config, key, value, raw)
     if key == "name":
-        config.name = coerce("name", value, str)
+        config.name = _check_name(coerce("name", value, str))
         return
     section_name, _, field_name = key.partition(".")
     if section_name not in SECTIONS or not field_name:
@@ -201,8 +209,16 @@ def set_value(config: Config, key: str, value: Any, raw: str | None = None) -> N
         allowed = ", ".join("null" if c is None else str(c) for c in choices)
         raise ConfigError(f"{key} must be one of {allowed}; got {coerced!r}")
     if check is not None and coerced is not None and not check(coerced):
-        raise ConfigError(f"{key}={coerced!r} is not allowed: {spec.metadata['help']}")
+        rule = f" must be {check.text}" if isinstance(check, _Rule) else ""
+        raise ConfigError(f"{key}={coerced!r} is not allowed: {spec.metadata['help']}{rule}")
     setattr(section, field_name, coerced)
+
+
+def _check_name(name: str) -> str:
+    """A run name becomes part of a folder name (runs/<name>-<time>): one path component, no more."""
+    if not name or "/" in name or "\\" in name or name in (".", "..") or "\x00" in name:
+        raise ConfigError(f"name must be a plain folder name (not empty, no '/', '\\', '.' or '..'); got {name!r}")
+    return name
 
 
 def _set_options(section: Any, key: str, option: str, value: Any) -> None:
@@ -246,6 +262,20 @@ def _yaml() -> Any:
     except ImportError as error:  # pragma: no cover - depends on the environment
         raise ImportError("reading configs needs PyYAML: pip install 'tunedcl[train]'") from error
     return yaml
+
+
+def _read_yaml(path: Path) -> Any:
+    """A YAML file's content, or a one-line ConfigError naming the file and where the syntax breaks."""
+    yaml = _yaml()
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(error, "problem", None) or "not valid YAML"
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file") from None
 
 
 def preset_dirs() -> list[Path]:
@@ -296,7 +326,7 @@ def parse_override(text: str) -> tuple[str, Any, str]:
 def load_config(name_or_path: str = "default", overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Load a preset name or YAML file, then apply ``key=value`` overrides, validating everything."""
     path = resolve_config_path(name_or_path)
-    data = _yaml().safe_load(path.read_text()) or {}
+    data = _read_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config must be a mapping of sections; got {type(data).__name__}")
     config = Config(name=path.stem)
@@ -359,7 +389,7 @@ def load_run_config(run_dir: Path) -> Config:
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise ConfigError(f"{run_dir} holds no run (no config.yaml)")
-    return config_from_dict(_yaml().safe_load(path.read_text()) or {})
+    return config_from_dict(_read_yaml(path))
 
 
 def finalize(config: Config) -> None:
@@ -426,3 +456,5 @@ def check_combination(config: Config) -> None:
         )
     if config.data.fraction is not None and config.data.per_class is not None:
         raise ConfigError("data.fraction and data.per_class cannot both be set; choose one")
+    if config.optim.nesterov and config.optim.momentum == 0:
+        raise ConfigError("optim.nesterov=true needs optim.momentum > 0; got optim.momentum=0.0")

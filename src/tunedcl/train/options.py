@@ -137,14 +137,15 @@ def _drop_if_inert(where: str, key: str, value: Any, owner: str, everyone: Itera
     takers = [(name, entry[key]) for name, entry in everyone if key in entry]
     if not takers:
         raise ConfigError(f"unknown config key '{where}.{key}'; {valid_keys}")
-    defaults = {repr(p.default): p.default for _, p in takers if p.default is not inspect.Parameter.empty}
-    for default in defaults.values():
+    defaults = [p.default for _, p in takers if p.default is not inspect.Parameter.empty]
+    for default in defaults:
         try:
             if coerce(key, value, annotation_type(takers[0][1])) == default:
                 return  # another entry's default: nothing is lost by leaving it out
         except ConfigError:
             break
-    shown = " or ".join(repr(d) for d in defaults.values()) or "left out"
+    # The message names the default most entries share (any entry's default is accepted).
+    shown = repr(max(defaults, key=lambda d: sum(repr(e) == repr(d) for e in defaults))) if defaults else "left out"
     raise ConfigError(
         f"{where}.{key} must be {shown} for {owner}, which does not use it (it belongs to "
         f"{', '.join(name for name, _ in takers)}); leave it out"

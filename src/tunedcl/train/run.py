@@ -48,6 +48,7 @@ def prepare_run_dir(
         if config is not None:
             raise ConfigError(f"--resume continues {run_dir} with its own config.yaml; do not pass --config")
         saved = load_run_config(run_dir)
+        rundir.remove_stale_temporaries(run_dir)
         if overrides:
             saved = _with_resume_overrides(saved, overrides)
             rundir.atomic_write_text(config_path, dump_config(saved))

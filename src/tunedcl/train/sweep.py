@@ -42,6 +42,10 @@ def parse_grid(items: list[str]) -> list[GridPoint]:
         key, sep, values = item.partition("=")
         if not sep or not key or not values:
             raise ConfigError(f"--grid item {item!r} must look like section.key=v1,v2,...")
+        for value in values.split(","):
+            if "/" in value or "\\" in value or value.strip() in (".", ".."):
+                raise ConfigError(f"--grid value {value.strip()!r} of {key.strip()} would not stay a folder name under "
+                                  "--out (no '/', '\\', '.' or '..'); pass paths as fixed overrides instead")
         axes.append([f"{key.strip()}={value.strip()}" for value in values.split(",") if value.strip()])
     return [GridPoint(tuple(point)) for point in itertools.product(*axes)]
 
