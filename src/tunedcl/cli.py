@@ -25,6 +25,7 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Tuned Contrastive Learning (TCL): losses, training and evaluation.",
     )
     parser.add_argument("--version", action="version", version=f"tunedcl {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     train = commands.add_parser(
@@ -133,7 +134,11 @@ def _report(dirs: Sequence[Path]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``tunedcl`` and ``python -m tunedcl``; returns the exit status."""
+    """Entry point of ``tunedcl`` and ``python -m tunedcl``; returns the exit status.
+
+    A mistake (a bad value, a missing file, a damaged checkpoint) is one line on stderr and exit status 2;
+    Ctrl-C outside training is 130; anything else is a one-line internal error (status 1). ``--debug``
+    shows the traceback instead."""
     parser = _build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -142,38 +147,58 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tunedcl.rundir import CheckpointError
     from tunedcl.train.config import ConfigError
 
+    prefix = f"tunedcl {args.command}"
     try:
-        if args.command == "train":
-            return _train(args)
-        if args.command == "eval":
-            from tunedcl.train.run import evaluate_run, summary_table
-
-            results = evaluate_run(args.run_dir, args.overrides)
-            if "train_seconds" in results:
-                print(summary_table(results))
-            else:
-                print(results)
-            return 0
-        if args.command == "sweep":
-            from tunedcl.train.sweep import run_sweep
-
-            print(run_sweep(args.config, args.grid, args.seeds, args.out, args.overrides, reuse=args.reuse)["table"])
-            print(f"\nsummary: {args.out / 'summary.md'}")
-            return 0
-        if args.command == "report":
-            return _report(args.dirs)
-        if args.command == "list":
-            return _list(args.kind)
-        if args.command == "demo":
-            from tunedcl import demo
-
-            if args.n < 2:
-                parser.error(f"--n must be >= 2; got {args.n}")
-            demo.run(n=args.n, dim=args.dim, seed=args.seed)
-            return 0
-    except (ConfigError, CheckpointError, FileNotFoundError, ImportError) as error:
-        print(f"tunedcl {args.command}: {error}", file=sys.stderr)
+        return _dispatch(args, parser)
+    except (ConfigError, CheckpointError, FileNotFoundError, ImportError, ValueError) as error:
+        if args.debug:
+            raise
+        print(f"{prefix}: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # a folder that cannot be written, a disk that is full, ...
+        if args.debug:
+            raise
+        where = f": {error.filename}" if error.filename else ""
+        print(f"{prefix}: {error.strerror or error}{where}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"\n{prefix}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - a bug: one line here, the traceback with --debug
+        if args.debug:
+            raise
+        print(f"{prefix}: internal error ({type(error).__name__}: {error}); rerun with --debug for the "
+              "traceback, and please report it", file=sys.stderr)
+        return 1
+
+
+def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.command == "train":
+        return _train(args)
+    if args.command == "eval":
+        from tunedcl.train.run import evaluate_run, summary_table
+
+        results = evaluate_run(args.run_dir, args.overrides)
+        print(summary_table(results) if "train_seconds" in results else results)
+        return 0
+    if args.command == "sweep":
+        from tunedcl.train.sweep import run_sweep
+
+        print(run_sweep(args.config, args.grid, args.seeds, args.out, args.overrides, reuse=args.reuse)["table"])
+        print(f"\nsummary: {args.out / 'summary.md'}")
+        return 0
+    if args.command == "report":
+        return _report(args.dirs)
+    if args.command == "list":
+        return _list(args.kind)
+    if args.command == "demo":
+        from tunedcl import demo
+
+        if args.n < 2:
+            parser.error(f"--n must be >= 2; got {args.n}")
+        demo.run(n=args.n, dim=args.dim, seed=args.seed)
     return 0
 
 

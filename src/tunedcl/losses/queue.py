@@ -105,11 +105,12 @@ class MemoryQueue(nn.Module):
         self._state.zero_()
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
-        # Buffers are allocated lazily: take the saved shapes before the default loader compares them.
+        # Buffers are allocated lazily: take the saved shapes before the default loader compares them, on the
+        # queue's own device (a checkpoint is loaded onto the CPU; the queue may live on a GPU).
         for name in ("_rows", "_ids"):
             saved = state_dict.get(prefix + name)
             if saved is not None:
-                setattr(self, name, torch.empty_like(saved))
+                setattr(self, name, torch.empty_like(saved, device=self._state.device))
         super()._load_from_state_dict(state_dict, prefix, *args)
 
     def extra_repr(self) -> str:

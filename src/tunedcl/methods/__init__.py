@@ -1,10 +1,11 @@
-"""Training methods: one file each (``tcl``, ``supcon``, ``simclr``, ``tcl-ssl``, ``ce``), registered in
-:data:`METHODS`. Every module of this package is imported here, so a new method file registers itself
+"""Training methods, one file each, registered in :data:`METHODS`: supervised (``tcl``, ``supcon``, ``ce``)
+and self-supervised (``tcl-ssl``, ``simclr``, ``mocov2``, ``tcl-moco``, ``byol``, ``simsiam``, ``barlow``,
+``vicreg``, ``swav``). Every module of this package is imported here, so a new method file registers itself
 (docs/extending.md).
 
     >>> from tunedcl.methods import METHODS
     >>> METHODS.names()
-    ['ce', 'simclr', 'supcon', 'tcl', 'tcl-ssl']
+    ['barlow', 'byol', 'ce', 'mocov2', 'simclr', 'simsiam', 'supcon', 'swav', 'tcl', 'tcl-moco', 'tcl-ssl', 'vicreg']
 """
 
 import importlib

@@ -61,6 +61,8 @@ class Method:
         fixed_views: a fixed number of views per image (cross-entropy: 1), or None for ``data.n_views``.
         min_views: the fewest views per image it can train with (self-supervised contrastive: 2).
         has_classifier: the trained model outputs class logits; evaluation scores them too.
+        has_unused_parameters: some model parameters get no gradient in some steps (frozen prototypes):
+            DDP then searches for them every step.
     """
 
     name: ClassVar[str] = ""  # set by @register_method
@@ -68,6 +70,7 @@ class Method:
     fixed_views: ClassVar[int | None] = None
     min_views: ClassVar[int] = 1
     has_classifier: ClassVar[bool] = False
+    has_unused_parameters: ClassVar[bool] = False
 
     def __init__(self, **hyperparameters: Any) -> None:
         self.hyperparameters = hyperparameters

@@ -30,9 +30,9 @@ than summed. Under DDP with ``train.gather_distributed`` (the default) the codes
 gathered global batch and the queue holds the gathered projections (identical on every rank); see
 tests/test_method_swav.py for what that makes equal to one process.
 
-DDP caveat: while the prototypes are frozen they do not take part in the backward pass, which
-``DistributedDataParallel`` without ``find_unused_parameters=True`` reports as an error at the next step; the
-method raises a ValueError saying so at the first frozen step instead (see :attr:`SwAV.has_unused_parameters`).
+DDP: while the prototypes are frozen they do not take part in the backward pass, so the training loop wraps the
+model with ``find_unused_parameters=True`` (:attr:`SwAV.has_unused_parameters`); a hand-made wrapper without it
+gets a ValueError at the first frozen step (DDP itself would fail with a less clear message at the next one).
 """
 
 from __future__ import annotations

@@ -155,7 +155,10 @@ class Trainer:
         if runtime.distributed:
             device = runtime.device
             device_ids = [device.index] if device.type == "cuda" else None
-            self.wrapped = DistributedDataParallel(self.model, device_ids=device_ids)
+            # A method whose model has parameters without a gradient in some steps (SwAV's frozen prototypes)
+            # says so; DDP must then look for them every step, which costs a little.
+            self.wrapped = DistributedDataParallel(self.model, device_ids=device_ids,
+                                                   find_unused_parameters=self.method.has_unused_parameters)
         self._plan_steps()
         self.optimizer = build_optimizer(config, self.model, self.method.fixed_lr_modules())
         self.scheduler = build_scheduler(config, self.optimizer, self.total_steps, self.steps_per_epoch)
@@ -212,17 +215,26 @@ class Trainer:
         state = rundir.load_checkpoint(self.run_dir, map_location="cpu")
         if state is not None:
             self._check_fingerprint(state)
-            self.model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
-            self.scheduler.load_state_dict(state["scheduler"])
-            self.method.load_state_dict(state["method_states"][self.runtime.rank])
-            self.generator.set_state(state["generators"][self.runtime.rank])
-            torch.set_rng_state(state["torch_rng"])
-            self.step, self.epoch_sums = state["step"], state["epoch_sums"]
+            try:
+                self._load(state)
+            except (KeyError, RuntimeError, ValueError, TypeError) as error:
+                raise rundir.CheckpointError(
+                    f"the checkpoint in {self.run_dir} does not fit this run ({type(error).__name__}: "
+                    f"{str(error).splitlines()[0][:200] if str(error) else ''})"
+                ) from None
             if self.runtime.is_main:
                 self.progress.line(f"resumed from step {self.step} (epoch {self.step // self.steps_per_epoch + 1})")
         if self.runtime.is_main:
             self.metrics.truncate_after(self.step)
+
+    def _load(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.method.load_state_dict(state["method_states"][self.runtime.rank])
+        self.generator.set_state(state["generators"][self.runtime.rank])
+        torch.set_rng_state(state["torch_rng"])
+        self.step, self.epoch_sums = state["step"], state["epoch_sums"]
 
     def checkpoint(self, finished: bool = False) -> None:
         """Write checkpoints/last.pt (rank 0, atomically), with every rank's generator and method state."""

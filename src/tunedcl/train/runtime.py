@@ -54,8 +54,10 @@ def choose_device(name: str, local_rank: int) -> torch.device:
         return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
     try:
         device = torch.device(name)
-    except RuntimeError as error:
-        raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N; got {name!r}") from error
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N; got {name!r}")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"train.device={name!r} but CUDA is not available here; use auto or cpu")
     if device.type == "cuda" and device.index is None:
