@@ -25,7 +25,8 @@ import torch
 
 from tunedcl import create_loss
 from tunedcl.losses import byol as loss_module
-from tunedcl.losses.byol import BYOLLoss, unit_vectors
+from tunedcl.losses.byol import BYOLLoss
+from tunedcl.losses.inputs import unit_vectors
 from tunedcl.methods import create_method
 from tunedcl.methods.byol import BYOL, PredictorModel
 from tunedcl.models import ContrastiveModel, create_model

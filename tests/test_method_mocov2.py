@@ -29,7 +29,8 @@ import torch.nn.functional as F
 
 from tunedcl import create_loss
 from tunedcl.losses import LOSSES, moco
-from tunedcl.losses.moco import MoCoInfoNCELoss, safe_normalize
+from tunedcl.losses.inputs import unit_vectors
+from tunedcl.losses.moco import MoCoInfoNCELoss
 from tunedcl.methods import METHODS, Batch, create_method
 from tunedcl.methods.mocov2 import MoCoV2
 from tunedcl.methods.tcl_moco import TCLMoCo
@@ -245,7 +246,7 @@ def test_the_queues_hold_the_last_keys_in_fifo_order_and_the_loss_is_symmetric(n
                     + reference(q[:, 1], k[:, 0], queues[0], **arguments)) / 2
         torch.testing.assert_close(out.loss.double(), expected, rtol=1e-5, atol=1e-5)
     for view, queue in enumerate(method.queues):
-        keys = torch.cat([safe_normalize(k[:, view]) for k in seen_keys])[-20:]  # the newest 20, oldest first
+        keys = torch.cat([unit_vectors(k[:, view]) for k in seen_keys])[-20:]  # the newest 20, oldest first
         assert len(queue) == 20 and torch.equal(queue.features, keys)
         assert queue.ids.eq(-1).all()  # self-supervised entries: negatives only
 

@@ -13,25 +13,13 @@ The cosine helpers here are shared with SimSiam's loss (:mod:`tunedcl.losses.sim
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tunedcl._checks import bad_argument, check_choice
 from tunedcl.losses.family import register_loss
+from tunedcl.losses.inputs import unit_vectors
 
 REDUCTIONS = ("mean", "sum", "none")
-
-
-def unit_vectors(x: Tensor) -> Tensor:
-    """``x / ||x||`` along the last dimension, finite for every finite ``x``.
-
-    A vector whose largest |entry| exceeds 1 is first divided by it, so that ``||x||^2`` cannot overflow. The
-    divisor is detached: the direction does not depend on it, so the gradient is still exactly that of
-    ``x / ||x||``. Vectors shorter than 1e-12 (the zero vector) are divided by 1e-12 instead, as by
-    :func:`torch.nn.functional.normalize`, which keeps their gradient bounded.
-    """
-    scale = x.detach().abs().amax(dim=-1, keepdim=True).clamp_min(1.0)
-    return F.normalize(x / scale, dim=-1)
 
 
 def check_pair(predictions: object, targets: object, owner: str) -> None:

@@ -14,12 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from tunedcl import distributed as dist_utils
 from tunedcl.losses.chunked import RowKernel, per_anchor_chunked
-from tunedcl.losses.inputs import Positives, prepare
+from tunedcl.losses.inputs import Positives, prepare, unit_vectors
 from tunedcl.losses.pairs import Pairs, exclude_self_and_pair
 from tunedcl.losses.queue import MemoryQueue
 
@@ -95,20 +94,6 @@ class PathOptions:
     gather_distributed: bool = False  # contrast against the embeddings of every rank
 
 
-# Rows whose largest entry lies outside [2^-60, 2^60] are rescaled before their squared norm is taken: the
-# square of such a row would under- or overflow fp32 (2^+-126), and F.normalize would then treat a tiny row
-# as zero and a huge one as zero too. Rows inside the range are not touched, so results on them are the
-# same bits as a plain F.normalize.
-_SAFE_LOW, _SAFE_HIGH = 2.0**-60, 2.0**60
-
-
-def unit_rows(rows: Tensor) -> Tensor:
-    """Each row divided by its L2 norm, exactly for every finite row in every dtype; zero rows stay zero."""
-    largest = rows.abs().amax(dim=1, keepdim=True)
-    outside = (largest > _SAFE_HIGH) | ((largest < _SAFE_LOW) & (largest > 0))
-    return F.normalize(rows / torch.where(outside, largest, torch.ones_like(largest)), dim=1)
-
-
 def check_row_range(rows: Tensor, temperature: float) -> Tensor:
     """``rows`` as they are (``normalize=False``), if every similarity s_ij / tau is finite in their dtype;
     otherwise a ValueError naming the largest row norm and what is allowed (one host sync)."""
@@ -158,7 +143,7 @@ def compute(
         queue.check_kind(labels is not None)
     # Under an enclosing autocast the matmul would silently run in bf16/fp16 again: switch it off.
     with torch.autocast(device_type=rows.device.type, enabled=False):
-        z = unit_rows(rows) if normalize else check_row_range(rows, temperature)
+        z = unit_vectors(rows) if normalize else check_row_range(rows, temperature)
         anchor_ids = positives.ids
         contrast, contrast_ids, offset = z, anchor_ids, 0
         if options.gather_distributed and dist_utils.require_process_group("gather_distributed") > 1:

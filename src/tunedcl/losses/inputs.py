@@ -165,3 +165,18 @@ def prepare(
     if check_inputs_finite:
         check_finite(rows)
     return Batch(rows=rows, positives=positives)
+
+
+# Vectors whose largest entry lies outside [2^-60, 2^60] are rescaled before their squared norm is taken: the
+# square of such a vector would under- or overflow fp32 (2^+-126), and F.normalize would then treat a tiny
+# vector as zero and a huge one as zero too. Vectors inside the range are not touched, so results on them are
+# the same bits as a plain F.normalize. The divisor is detached: the direction does not depend on it.
+_SAFE_LOW, _SAFE_HIGH = 2.0**-60, 2.0**60
+
+
+def unit_vectors(x: Tensor, dim: int = -1) -> Tensor:
+    """``x / ||x||`` along ``dim``, exact for every finite ``x`` in every dtype; zero vectors stay zero."""
+    largest = x.detach().abs().amax(dim=dim, keepdim=True)
+    outside = (largest > _SAFE_HIGH) | ((largest < _SAFE_LOW) & (largest > 0))
+    return torch.nn.functional.normalize(x / torch.where(outside, largest, torch.ones_like(largest)), dim=dim)
+

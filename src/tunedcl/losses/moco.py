@@ -22,24 +22,13 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tunedcl._checks import bad_argument, check_bool, check_real
 from tunedcl.losses.family import register_loss
+from tunedcl.losses.inputs import unit_vectors
 
 _OWNER = "MoCoInfoNCELoss"
-
-
-def safe_normalize(x: Tensor) -> Tensor:
-    """``x / ||x||`` along the last dimension, finite for every finite ``x``.
-
-    Rows are first divided by their largest |entry| when it exceeds 1 (so ``||x||^2`` cannot overflow; the
-    divisor is detached and the direction does not depend on it, so the gradient is that of ``x / ||x||``);
-    rows shorter than 1e-12 are divided by 1e-12, as :func:`torch.nn.functional.normalize` does.
-    """
-    scale = x.detach().abs().amax(dim=-1, keepdim=True).clamp_min(1.0)
-    return F.normalize(x / scale, dim=-1)
 
 
 def _check_inputs(queries: object, keys: object, queue: object) -> None:
@@ -73,8 +62,8 @@ class MoCoInfoNCELoss(nn.Module):
         queue: ``[K, D]`` negatives shared by every query (K may be 0).
     No stop-gradient is applied here: the method passes keys and a queue computed without gradient.
     Half-precision inputs are computed in float32 with autocast off (the result is float32); float64 stays
-    float64. The rows are normalised safely (:func:`safe_normalize`), so the loss is finite for every
-    finite input.
+    float64. The rows are normalised safely (:func:`~tunedcl.losses.inputs.unit_vectors`), so the loss is
+    finite for every finite input.
 
     Args:
         temperature: tau > 0 (MoCo v2: 0.2).
@@ -116,14 +105,14 @@ class MoCoInfoNCELoss(nn.Module):
         dtype = torch.float64 if queries.dtype == torch.float64 else torch.float32
         tau = self.temperature
         with torch.autocast(device_type=queries.device.type, enabled=False):
-            q = safe_normalize(queries.to(dtype))
-            positive = (q * safe_normalize(keys.to(dtype))).sum(dim=-1)  # [B]
+            q = unit_vectors(queries.to(dtype))
+            positive = (q * unit_vectors(keys.to(dtype))).sum(dim=-1)  # [B]
             terms = [positive / tau]
             if self.k1 > 0.0:
                 pull = 1.0 / tau if self.k1_uses_temperature else 1.0
                 terms.append(positive * -pull + math.log(self.k1))
             if queue.shape[0] > 0:
-                negatives = q @ safe_normalize(queue.to(dtype)).T / tau  # [B, K]
+                negatives = q @ unit_vectors(queue.to(dtype)).T / tau  # [B, K]
                 terms.append(torch.logsumexp(negatives, dim=1) + math.log(self.k2))
             log_denominator = torch.logsumexp(torch.stack(terms, dim=1), dim=1)
             return (log_denominator - positive / tau).mean()

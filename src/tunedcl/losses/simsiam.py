@@ -29,7 +29,7 @@ class SimSiamLoss(nn.Module):
             loss's gradient with respect to them is zero.
 
     The value lies in [-1, 1] (-1: every prediction points along its targets). Both vectors are normalised
-    safely (:func:`tunedcl.losses.byol.unit_vectors`), so the loss is finite for every finite input.
+    safely (:func:`tunedcl.losses.inputs.unit_vectors`), so the loss is finite for every finite input.
     Half-precision inputs are computed in float32 (the result is float32); float64 stays float64.
 
     Args:

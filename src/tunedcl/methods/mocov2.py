@@ -52,7 +52,8 @@ from torch import nn
 from tunedcl import distributed
 from tunedcl._checks import check_int, check_real
 from tunedcl.losses import MemoryQueue, create_loss
-from tunedcl.losses.moco import MoCoInfoNCELoss, safe_normalize
+from tunedcl.losses.inputs import unit_vectors
+from tunedcl.losses.moco import MoCoInfoNCELoss
 from tunedcl.methods.base import Batch, Method, StepOutput, register_method
 from tunedcl.models import ContrastiveModel, ProjectionHead
 from tunedcl.models.momentum import cosine_momentum, ema_update, frozen_copy
@@ -133,7 +134,7 @@ class MoCoV2(Method):
         ]
         loss = torch.stack(terms).mean()
         for w, queue in enumerate(queues):
-            rows = safe_normalize(keys[:, w])
+            rows = unit_vectors(keys[:, w])
             queue.enqueue(distributed.gather(rows) if self.gather_keys else rows, None)
         return StepOutput(loss, queries)  # the queries: the loop's collapse check measures their spread
 
