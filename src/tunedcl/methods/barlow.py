@@ -24,17 +24,12 @@ greyscale); solo-learn's CIFAR views are asymmetric (crop scale 0.08-1, solarisa
 
 from __future__ import annotations
 
-from torch import nn
-
-from tunedcl import distributed
-from tunedcl._checks import check_int
 from tunedcl.losses.barlow import BarlowTwinsLoss
-from tunedcl.methods.base import Batch, Method, StepOutput, register_method
-from tunedcl.models import ContrastiveModel, ProjectionHead
+from tunedcl.methods.base import BatchLossMethod, register_method
 
 
 @register_method("barlow")
-class BarlowTwins(Method):
+class BarlowTwins(BatchLossMethod):
     """Barlow Twins: the two views' cross-correlation matrix pushed to the identity (no negatives, no target).
 
     Not batch-decomposable: the loss standardises every projection feature over the batch and correlates the
@@ -48,29 +43,8 @@ class BarlowTwins(Method):
     tested here).
     """
 
-    uses_labels = False
-    min_views = 2
-
     def __init__(self, off_diagonal_weight: float = 0.0051, loss_scale: float = 1.0, eps: float = 1e-5,
                  projector_hidden_layers: int = 2) -> None:
-        super().__init__(off_diagonal_weight=off_diagonal_weight, loss_scale=loss_scale, eps=eps,
-                         projector_hidden_layers=projector_hidden_layers)
-        self.loss = BarlowTwinsLoss(off_diagonal_weight=off_diagonal_weight, loss_scale=loss_scale, eps=eps)
-        self.projector_hidden_layers = check_int("projector_hidden_layers", projector_hidden_layers, low=1,
-                                                 owner="barlow")
-        self.gather = False
-
-    def build(self, encoder: nn.Module, num_classes: int, *, projection_dim: int,
-              projection_hidden: int | None, gather_distributed: bool) -> nn.Module:
-        projector = ProjectionHead(encoder.feature_dim, projection_hidden, projection_dim, batch_norm=True,
-                                   hidden_layers=self.projector_hidden_layers)
-        self.model = ContrastiveModel(encoder, projector)
-        self.gather = gather_distributed
-        return self.model
-
-    def training_step(self, batch: Batch) -> StepOutput:
-        projections = batch.forward(batch.views).projections.float()  # [B, V, D]
-        batch.check_finite("the embeddings", projections)
-        gathered = self.gather and distributed.is_initialized()
-        seen = distributed.gather_with_grad(projections) if gathered else projections
-        return StepOutput(self.loss(seen), embeddings=projections.detach(), is_global=gathered)
+        loss = BarlowTwinsLoss(off_diagonal_weight=off_diagonal_weight, loss_scale=loss_scale, eps=eps)
+        super().__init__(loss=loss, projector_hidden_layers=projector_hidden_layers,
+                         off_diagonal_weight=off_diagonal_weight, loss_scale=loss_scale, eps=eps)

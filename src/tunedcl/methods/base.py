@@ -18,6 +18,8 @@ from typing import Any, ClassVar, TypeVar
 import torch
 from torch import Tensor, nn
 
+from tunedcl import distributed
+from tunedcl._checks import check_int
 from tunedcl.losses import LOSSES, ContrastiveLoss, create_loss
 from tunedcl.losses.family import family_parameters
 from tunedcl.models import ContrastiveModel, ProjectionHead
@@ -172,6 +174,42 @@ class ContrastiveMethod(Method):
 
     def gradient_terms(self) -> dict[str, Any] | None:
         return self.loss.gradient_terms()
+
+
+class BatchLossMethod(Method):
+    """Encoder + a BatchNorm projector trained with a loss of the whole batch's projections ``[B, V, D]``
+    (Barlow Twins' cross-correlation, VICReg's variance and covariance). Under DDP with ``gather_distributed``
+    the projections of every rank are gathered with their gradients first, so the loss sees the global batch
+    (the value is then global, and DDP's averaging gives its exact gradient); BatchNorm stays per rank.
+
+    Subclasses pass their loss and ``projector_hidden_layers`` (with the rest of their hyperparameters) to
+    ``__init__``.
+    """
+
+    uses_labels = False
+    min_views = 2
+
+    def __init__(self, *, loss: nn.Module, projector_hidden_layers: int, **hyperparameters: Any) -> None:
+        super().__init__(projector_hidden_layers=projector_hidden_layers, **hyperparameters)
+        self.loss = loss
+        self.projector_hidden_layers = check_int("projector_hidden_layers", projector_hidden_layers, low=1,
+                                                 owner=self.name or type(self).__name__)
+        self.gather = False
+
+    def build(self, encoder: nn.Module, num_classes: int, *, projection_dim: int,
+              projection_hidden: int | None, gather_distributed: bool) -> nn.Module:
+        projector = ProjectionHead(encoder.feature_dim, projection_hidden, projection_dim, batch_norm=True,
+                                   hidden_layers=self.projector_hidden_layers)
+        self.model = ContrastiveModel(encoder, projector)
+        self.gather = gather_distributed
+        return self.model
+
+    def training_step(self, batch: Batch) -> StepOutput:
+        projections = batch.forward(batch.views).projections.float()  # [B, V, D]
+        batch.check_finite("the embeddings", projections)
+        gathered = self.gather and distributed.is_initialized()
+        seen = distributed.gather_with_grad(projections) if gathered else projections
+        return StepOutput(self.loss(seen), embeddings=projections.detach(), is_global=gathered)
 
 
 M = TypeVar("M", bound=type[Method])

@@ -23,17 +23,12 @@ greyscale); solo-learn's CIFAR views also solarise with p 0.1.
 
 from __future__ import annotations
 
-from torch import nn
-
-from tunedcl import distributed
-from tunedcl._checks import check_int
 from tunedcl.losses.vicreg import VICRegLoss
-from tunedcl.methods.base import Batch, Method, StepOutput, register_method
-from tunedcl.models import ContrastiveModel, ProjectionHead
+from tunedcl.methods.base import BatchLossMethod, register_method
 
 
 @register_method("vicreg")
-class VICReg(Method):
+class VICReg(BatchLossMethod):
     """VICReg: invariance between the views, a variance floor and decorrelation per view (no negatives, no target).
 
     Not batch-decomposable: the variance and covariance terms are statistics over the batch, and the
@@ -47,31 +42,8 @@ class VICReg(Method):
     are (the only path tested here).
     """
 
-    uses_labels = False
-    min_views = 2
-
     def __init__(self, invariance_weight: float = 25.0, variance_weight: float = 25.0, covariance_weight: float = 1.0,
                  variance_target: float = 1.0, eps: float = 1e-4, projector_hidden_layers: int = 2) -> None:
-        super().__init__(invariance_weight=invariance_weight, variance_weight=variance_weight,
-                         covariance_weight=covariance_weight, variance_target=variance_target, eps=eps,
-                         projector_hidden_layers=projector_hidden_layers)
-        self.loss = VICRegLoss(invariance_weight=invariance_weight, variance_weight=variance_weight,
-                               covariance_weight=covariance_weight, variance_target=variance_target, eps=eps)
-        self.projector_hidden_layers = check_int("projector_hidden_layers", projector_hidden_layers, low=1,
-                                                 owner="vicreg")
-        self.gather = False
-
-    def build(self, encoder: nn.Module, num_classes: int, *, projection_dim: int,
-              projection_hidden: int | None, gather_distributed: bool) -> nn.Module:
-        projector = ProjectionHead(encoder.feature_dim, projection_hidden, projection_dim, batch_norm=True,
-                                   hidden_layers=self.projector_hidden_layers)
-        self.model = ContrastiveModel(encoder, projector)
-        self.gather = gather_distributed
-        return self.model
-
-    def training_step(self, batch: Batch) -> StepOutput:
-        projections = batch.forward(batch.views).projections.float()  # [B, V, D]
-        batch.check_finite("the embeddings", projections)
-        gathered = self.gather and distributed.is_initialized()
-        seen = distributed.gather_with_grad(projections) if gathered else projections
-        return StepOutput(self.loss(seen), embeddings=projections.detach(), is_global=gathered)
+        weights = dict(invariance_weight=invariance_weight, variance_weight=variance_weight,
+                       covariance_weight=covariance_weight, variance_target=variance_target, eps=eps)
+        super().__init__(loss=VICRegLoss(**weights), projector_hidden_layers=projector_hidden_layers, **weights)
