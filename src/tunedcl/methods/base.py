@@ -138,19 +138,29 @@ class ContrastiveMethod(Method):
 
     def __init__(self, **hyperparameters: Any) -> None:
         super().__init__(**hyperparameters)
-        self.loss: ContrastiveLoss = create_loss(self.loss_name, **hyperparameters)  # validates them
+        self.loss: ContrastiveLoss = create_loss(self.loss_name, **self.loss_arguments())  # validates them
+
+    def loss_arguments(self) -> dict[str, Any]:
+        """The hyperparameters that are the loss's (a subclass may add its own to ``__init__``)."""
+        accepted = self.loss_specs()
+        return {key: value for key, value in self.hyperparameters.items() if key in accepted}
 
     @classmethod
-    def hyperparameter_specs(cls) -> dict[str, inspect.Parameter]:
+    def loss_specs(cls) -> dict[str, inspect.Parameter]:
         family = LOSSES.get(cls.loss_name)
         shared = inspect.signature(ContrastiveLoss.__init__).parameters
         specs = dict(family_parameters(family))
         specs.update({name: shared[name] for name in LOSS_OPTIONS})
         return specs
 
+    @classmethod
+    def hyperparameter_specs(cls) -> dict[str, inspect.Parameter]:
+        """The subclass's own ``__init__`` arguments (if it declares any), then its loss's."""
+        return {**Method.hyperparameter_specs.__func__(cls), **cls.loss_specs()}
+
     def build(self, encoder: nn.Module, num_classes: int, *, projection_dim: int,
               projection_hidden: int | None, gather_distributed: bool) -> nn.Module:
-        self.loss = create_loss(self.loss_name, **self.hyperparameters, gather_distributed=gather_distributed)
+        self.loss = create_loss(self.loss_name, **self.loss_arguments(), gather_distributed=gather_distributed)
         head = ProjectionHead(encoder.feature_dim, projection_hidden, projection_dim)
         self.model = ContrastiveModel(encoder, head)
         return self.model

@@ -60,7 +60,7 @@ def build_optimizer(config: Config, model: nn.Module, fixed_lr: list[nn.Module] 
     """SGD, AdamW or LARS over the model's parameters; ``fixed_lr`` modules keep the peak lr throughout."""
     optim = config.optim
     lr = peak_lr(config)
-    if optim.optimizer == "sgd" and not fixed_lr:
+    if optim.optimizer in ("sgd", "adamw") and not fixed_lr:
         groups = _sgd_groups(model, optim.weight_decay, optim.decay_bias_and_norm)
     else:
         groups = _parameter_groups(model, optim.weight_decay, optim.decay_bias_and_norm, fixed_lr)

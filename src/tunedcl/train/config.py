@@ -178,6 +178,8 @@ def set_value(config: Config, key: str, value: Any, raw: str | None = None) -> N
     """Set one field. ``raw`` is the override's text: string fields take it as typed when YAML read it
     as something else (``name=1.0``, ``data.root=no``). Registered options (the method's hyperparameters,
     ``model.options.*``, ``data.options.*``) are kept as given and typed by :func:`finalize`."""
+    if key in RENAMED and value is None:  # an earlier config.yaml's unset field (data.image_size: null)
+        return
     key = RENAMED.get(key, key)
     if raw is not None and value is not None and not isinstance(value, str):
         value = _raw_if_string_field(config, key, value, raw)
@@ -340,11 +342,13 @@ def load_config(name_or_path: str = "default", overrides: list[str] | tuple[str,
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:
-    """Rebuild a Config from :func:`config_to_dict` output (a run's config.yaml), validating it."""
+    """Rebuild a Config from :func:`config_to_dict` output (a run's config.yaml), validating it. A key another
+    method (encoder, dataset) takes is dropped whatever its value: a config.yaml written by an earlier tunedcl
+    holds every method's fields, and the run it records did not use them."""
     config = Config()
     for key, value in _flatten(data, "config").items():
         set_value(config, key, value)
-    finalize(config)
+    finalize(config, saved=True)
     return config
 
 
@@ -392,9 +396,10 @@ def load_run_config(run_dir: Path) -> Config:
     return config_from_dict(_read_yaml(path))
 
 
-def finalize(config: Config) -> None:
+def finalize(config: Config, saved: bool = False) -> None:
     """Check the registered names and options (method, encoder, dataset, augmentations), type them, fill in
-    the method's defaults, and apply the rules across fields."""
+    the method's defaults, and apply the rules across fields. ``saved``: a run's own config.yaml (see
+    :func:`config_from_dict`)."""
     from tunedcl.data import DATASETS
     from tunedcl.data.augment import AUGMENTATIONS
     from tunedcl.methods import METHODS
@@ -411,11 +416,12 @@ def finalize(config: Config) -> None:
     specs = METHODS.get(loss.method).hyperparameter_specs()
     loss.hyperparameters = resolve(
         "loss", loss.hyperparameters, specs, f"method {loss.method}", methods, fill_defaults=True,
-        valid_keys=f"valid keys in loss: {', '.join(['method', *specs])}",
+        valid_keys=f"valid keys in loss: {', '.join(['method', *specs])}", lenient=saved,
     )
     _check_hyperparameters(config)
-    model.options = _resolve_options("model.options", model.options, MODELS, model.encoder, "model")
-    data.options = _resolve_options("data.options", data.options, DATASETS, data.dataset, "dataset")
+    model.options = _resolve_options("model.options", model.options, MODELS, model.encoder, "model", saved)
+    data.options = _resolve_options("data.options", data.options, DATASETS, data.dataset, "dataset", saved)
+    _check_model_options(config)
     check_combination(config)
 
 
@@ -426,11 +432,27 @@ def _registered(key: str, registry: Registry, value: Any) -> str:
         raise ConfigError(f"{key}: {error}") from None
 
 
-def _resolve_options(where: str, given: dict[str, Any], registry: Registry, name: str, kind: str) -> dict[str, Any]:
+def _resolve_options(
+    where: str, given: dict[str, Any], registry: Registry, name: str, kind: str, saved: bool
+) -> dict[str, Any]:
     everyone = [(f"{kind} {entry}", options_of(registry.get(entry))) for entry in registry]
     specs = options_of(registry.get(name))
     return resolve(where, given, specs, f"{kind} {name}", everyone, fill_defaults=False,
-                   valid_keys=f"options of {kind} {name}: {', '.join(specs) or 'none'}")
+                   valid_keys=f"options of {kind} {name}: {', '.join(specs) or 'none'}", lenient=saved)
+
+
+def _check_model_options(config: Config) -> None:
+    """The encoder's options through its own checks now, not at the first training step: built on the
+    ``meta`` device, which allocates nothing."""
+    import torch
+
+    from tunedcl.models import create_model
+
+    try:
+        with torch.device("meta"):
+            create_model(config.model.encoder, in_channels=3, **config.model.options)
+    except ValueError as error:
+        raise ConfigError(f"model.options: {error}") from None
 
 
 def _check_hyperparameters(config: Config) -> None:

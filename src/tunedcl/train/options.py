@@ -114,29 +114,37 @@ def resolve(
     everyone: Iterable[tuple[str, Specs]],
     fill_defaults: bool,
     valid_keys: str,
+    lenient: bool = False,
 ) -> dict[str, Any]:
     """The options ``given`` for ``owner`` (whose parameters are ``specs``), typed; defaults filled in when
-    ``fill_defaults``. ``where`` is the config prefix (``loss``, ``model.options``) for messages;
-    ``everyone`` lists every registered entry's specs, for keys that belong to another entry; ``valid_keys``
-    ends the message about a key that belongs to none."""
+    ``fill_defaults``, else those equal to their default left out.
+
+    ``where`` is the config prefix (``loss``, ``model.options``) for messages; ``everyone`` lists every
+    registered entry's specs, for keys that belong to another entry; ``valid_keys`` ends the message about a
+    key that belongs to none. ``lenient``: a key another entry takes is dropped whatever its value (a saved
+    config.yaml of an earlier tunedcl holds every method's fields)."""
     resolved: dict[str, Any] = {}
     for key, value in given.items():
         if key in specs:
             resolved[key] = coerce(f"{where}.{key}", value, annotation_type(specs[key]))
-        else:
-            _drop_if_inert(where, key, value, owner, everyone, valid_keys)
+        elif value is not None or not lenient:
+            _drop_if_inert(where, key, value, owner, everyone, valid_keys, lenient)
     if fill_defaults:
         for key, parameter in specs.items():
             if key not in resolved and parameter.default is not inspect.Parameter.empty:
                 resolved[key] = parameter.default
+    else:  # only what differs from the defaults: the same run is then the same config, however it was spelt
+        resolved = {key: value for key, value in resolved.items() if value != specs[key].default}
     return {key: resolved[key] for key in [*specs, *resolved] if key in resolved}  # in signature order
 
 
 def _drop_if_inert(where: str, key: str, value: Any, owner: str, everyone: Iterable[tuple[str, Specs]],
-                   valid_keys: str) -> None:
+                   valid_keys: str, lenient: bool = False) -> None:
     takers = [(name, entry[key]) for name, entry in everyone if key in entry]
     if not takers:
         raise ConfigError(f"unknown config key '{where}.{key}'; {valid_keys}")
+    if lenient:
+        return
     defaults = [p.default for _, p in takers if p.default is not inspect.Parameter.empty]
     for default in defaults:
         try:

@@ -205,7 +205,13 @@ def evaluate_run(run_dir: Path, overrides: list[str] | tuple[str, ...] = ()) -> 
     runtime = setup(config.train)
     dataset = load_training_data(config)
     method = build_method(config, dataset.in_channels, dataset.num_classes, gather_distributed=False)
-    method.model.load_state_dict(state["model"])
+    try:  # the method's own state too: a method may evaluate a network it keeps itself (a momentum target)
+        method.model.load_state_dict(state["model"])
+        method.to(runtime.device)
+        method.load_state_dict(state["method_states"][0])
+    except (KeyError, RuntimeError, ValueError, TypeError) as error:
+        raise rundir.CheckpointError(f"the checkpoint in {run_dir} does not fit its config.yaml "
+                                     f"({type(error).__name__}: {str(error).splitlines()[0][:200]})") from None
     method.model.to(
         runtime.device, memory_format=torch.channels_last if config.train.channels_last else torch.contiguous_format
     )
