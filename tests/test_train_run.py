@@ -334,3 +334,23 @@ def test_sweep_runs_the_grid_skips_finished_runs_and_reports(tmp_path: Path) -> 
     bad = subprocess.run(tunedcl("sweep", "--config", "quick", "--grid", "loss.k9=1", "--seeds", "1", "--out",
                                  str(tmp_path / "bad")), env=ENV, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "valid keys in loss" in bad.stderr and not (tmp_path / "bad").exists()
+
+
+def test_tensorboard_scalars_are_written_when_asked(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard", reason="tensorboard is an optional extra (pip install 'tunedcl[tensorboard]')")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    done = subprocess.run(train_command(out, "train.epochs=2", "train.tensorboard=true", "eval.linear_probe=none"),
+                          env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    assert {"loss", "lr", "views_per_s", "embedding_spread"} <= set(events.Tags()["scalars"])
+    losses = [event.value for event in events.Scalars("loss")]
+    logged = [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines() if '"epoch"' in line]
+    assert losses == pytest.approx(logged)
+    results = json.loads((out / "results.json").read_text())
+    from tunedcl.train.runtime import describe_cpu
+
+    assert results["hardware"].startswith(describe_cpu()) and "threads" in results["hardware"]  # model + features

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -25,13 +24,13 @@ from tunedcl.train.config import (
 )
 from tunedcl.train.loop import train
 from tunedcl.train.progress import Progress
-from tunedcl.train.runtime import Runtime, peak_memory_bytes, setup
+from tunedcl.train.runtime import Runtime, describe_cpu, peak_memory_bytes, setup
 
 
 def _hardware(runtime: Runtime) -> str:
     if runtime.device.type == "cuda":
         return torch.cuda.get_device_name(runtime.device)
-    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+    return f"{describe_cpu()}, {torch.get_num_threads()} threads"
 
 
 def prepare_run_dir(

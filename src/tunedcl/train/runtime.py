@@ -106,6 +106,30 @@ def setup(config: TrainConfig) -> Runtime:
     return Runtime(device=device, autocast_dtype=dtype, rank=rank, world_size=world)
 
 
+# The CPU features that decide how fast training runs here (bf16 autocast pays only with the first two).
+_CPU_FEATURES = (("amx_tile", "AMX"), ("avx512_bf16", "AVX512-BF16"), ("avx512f", "AVX512"), ("avx2", "AVX2"))
+
+
+def describe_cpu() -> str:
+    """The CPU's model name and its speed-deciding features, e.g. ``"AMD EPYC 9B14 (AVX512-BF16, AVX512,
+    AVX2)"`` (Linux's /proc/cpuinfo; elsewhere the platform's processor string)."""
+    import platform
+
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8", errors="replace"):
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                break
+    except OSError:
+        pass
+    features = [name for flag, name in _CPU_FEATURES if flag in flags]
+    return f"{model} ({', '.join(features)})" if features else model
+
+
 def peak_memory_bytes(device: torch.device) -> int:
     """Peak memory of this process: CUDA allocator peak on GPU, peak resident set size on CPU."""
     if device.type == "cuda":
