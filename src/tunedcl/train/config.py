@@ -22,7 +22,7 @@ from typing import Any
 
 from tunedcl import rundir
 from tunedcl.registry import Registry, first_line
-from tunedcl.train.options import ConfigError, coerce, options_of, resolve
+from tunedcl.train.options import ConfigError, coerce, finalize
 
 # Earlier spellings of keys, and where they live now.
 RENAMED = {
@@ -394,76 +394,6 @@ def load_run_config(run_dir: Path) -> Config:
     if not path.is_file():
         raise ConfigError(f"{run_dir} holds no run (no config.yaml)")
     return config_from_dict(_read_yaml(path))
-
-
-def finalize(config: Config, saved: bool = False) -> None:
-    """Check the registered names and options (method, encoder, dataset, augmentations), type them, fill in
-    the method's defaults, and apply the rules across fields. ``saved``: a run's own config.yaml (see
-    :func:`config_from_dict`)."""
-    from tunedcl.data import DATASETS
-    from tunedcl.data.augment import AUGMENTATIONS
-    from tunedcl.methods import METHODS
-    from tunedcl.models import MODELS
-
-    loss, model, data = config.loss, config.model, config.data
-    loss.method = _registered("loss.method", METHODS, loss.method)
-    model.encoder = _registered("model.encoder", MODELS, model.encoder)
-    data.dataset = _registered("data.dataset", DATASETS, data.dataset)
-    data.augment = _registered("data.augment", AUGMENTATIONS, data.augment)
-    if data.last_view_augment is not None:
-        data.last_view_augment = _registered("data.last_view_augment", AUGMENTATIONS, data.last_view_augment)
-    methods = [(f"method {name}", METHODS.get(name).hyperparameter_specs()) for name in METHODS]
-    specs = METHODS.get(loss.method).hyperparameter_specs()
-    loss.hyperparameters = resolve(
-        "loss", loss.hyperparameters, specs, f"method {loss.method}", methods, fill_defaults=True,
-        valid_keys=f"valid keys in loss: {', '.join(['method', *specs])}", lenient=saved,
-    )
-    _check_hyperparameters(config)
-    model.options = _resolve_options("model.options", model.options, MODELS, model.encoder, "model", saved)
-    data.options = _resolve_options("data.options", data.options, DATASETS, data.dataset, "dataset", saved)
-    _check_model_options(config)
-    check_combination(config)
-
-
-def _registered(key: str, registry: Registry, value: Any) -> str:
-    try:
-        return registry.key(value)
-    except ValueError as error:
-        raise ConfigError(f"{key}: {error}") from None
-
-
-def _resolve_options(
-    where: str, given: dict[str, Any], registry: Registry, name: str, kind: str, saved: bool
-) -> dict[str, Any]:
-    everyone = [(f"{kind} {entry}", options_of(registry.get(entry))) for entry in registry]
-    specs = options_of(registry.get(name))
-    return resolve(where, given, specs, f"{kind} {name}", everyone, fill_defaults=False,
-                   valid_keys=f"options of {kind} {name}: {', '.join(specs) or 'none'}", lenient=saved)
-
-
-def _check_model_options(config: Config) -> None:
-    """The encoder's options through its own checks now, not at the first training step: built on the
-    ``meta`` device, which allocates nothing."""
-    import torch
-
-    from tunedcl.models import create_model
-
-    try:
-        with torch.device("meta"):
-            create_model(config.model.encoder, in_channels=3, **config.model.options)
-    except ValueError as error:
-        raise ConfigError(f"model.options: {error}") from None
-
-
-def _check_hyperparameters(config: Config) -> None:
-    """Each hyperparameter's value through the method's own checks, naming the key that fails."""
-    from tunedcl.methods import create_method
-
-    for key, value in config.loss.hyperparameters.items():
-        try:
-            create_method(config.loss.method, **{key: value})
-        except ValueError as error:
-            raise ConfigError(f"loss.{key}={value!r} is not allowed: {error}") from None
 
 
 def check_combination(config: Config) -> None:

@@ -14,7 +14,6 @@ bit-identical weights to an uninterrupted one.
 
 from __future__ import annotations
 
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,8 +32,8 @@ from tunedcl.data.augment import make_views
 from tunedcl.methods import Batch, Method, create_method
 from tunedcl.train.builders import build_encoder, build_optimizer, build_scheduler
 from tunedcl.train.config import RESUMABLE, Config, ConfigError, flat_config
-from tunedcl.train.progress import Progress
-from tunedcl.train.runtime import Runtime, seed_everything
+from tunedcl.train.progress import Progress, tensorboard_writer
+from tunedcl.train.runtime import Runtime, StopFlag, seed_everything
 
 GRADIENT_BATCHES = 8  # train.log_gradients analyses every (steps_per_epoch // 8)-th batch: 8 to 15 per epoch
 # Collapse: the spread of the L2-normalised embeddings, sqrt(D) x (mean over dimensions of the std over the batch),
@@ -97,40 +96,6 @@ def build_method(config: Config, in_channels: int, num_classes: int, gather_dist
         gather_distributed=gather_distributed,
     )
     return method
-
-
-class _StopFlag:
-    """Turns SIGINT/SIGTERM into a flag checked between steps (a step is never cut in half)."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> _StopFlag:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                self._previous[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread: leave signals alone
-                pass
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:  # a second Ctrl-C: give up at once
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
-def _tensorboard(run_dir: Path) -> Any:
-    """A SummaryWriter in run_dir/tensorboard when tensorboard is installed (optional), else None."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # tensorboard is an optional extra
-        return None
-    return SummaryWriter(str(run_dir / "tensorboard"))
 
 
 def _new_epoch_sums() -> dict[str, float]:
@@ -374,9 +339,9 @@ class Trainer:
         """Train to the configured number of steps, checkpointing every epoch (and every
         ``train.checkpoint_every_steps``), stopping cleanly on Ctrl-C or SIGTERM."""
         config, device = self.config, self.runtime.device
-        board = _tensorboard(self.run_dir) if config.train.tensorboard and self.runtime.is_main else None
+        board = tensorboard_writer(self.run_dir) if config.train.tensorboard and self.runtime.is_main else None
         views_per_step = self.batch * self.n_views
-        with _StopFlag() as stop:
+        with StopFlag() as stop:
             while self.step < self.total_steps:
                 epoch, first = divmod(self.step, self.steps_per_epoch)
                 order = epoch_permutation(config.train.seed, epoch, len(self.dataset.train))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
+from pathlib import Path
+from typing import Any, TextIO
 
 
 class Progress:
@@ -39,3 +40,12 @@ class Progress:
             self.stream.write("\r" + " " * 100 + "\r")
         self.stream.write(text + "\n")
         self.stream.flush()
+
+
+def tensorboard_writer(run_dir: Path) -> Any:
+    """A SummaryWriter in run_dir/tensorboard when tensorboard is installed (optional), else None."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is an optional extra
+        return None
+    return SummaryWriter(str(run_dir / "tensorboard"))
