@@ -22,9 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+import method_harness as harness
 from loss_cases import LossCase
 from test_losses_values import LAYOUTS, make_case
-from tunedcl import create_loss, rundir
+from tunedcl import create_loss
 from tunedcl._checks import check_real
 from tunedcl.losses import LOSSES, ContrastiveLoss, register_loss
 from tunedcl.losses.chunked import Chunk
@@ -32,8 +33,7 @@ from tunedcl.losses.pairs import Pairs
 from tunedcl.methods import METHODS, Batch, ContrastiveMethod, Method, StepOutput, register_method
 from tunedcl.models import ContrastiveModel, ProjectionHead
 from tunedcl.train.config import load_config
-from tunedcl.train.loop import Trainer, TrainingError, epoch_permutation, train
-from tunedcl.train.progress import Progress
+from tunedcl.train.loop import TrainingError, train
 from tunedcl.train.runtime import setup
 
 pytest.importorskip("sklearn", reason="the digits data set comes with scikit-learn (pip install 'tunedcl[dev]')")
@@ -132,11 +132,6 @@ class ToyEMA(Method):
         return self
 
 
-TINY = ["data.dataset=digits", "data.per_class=null", "model.options.width=0.25", "train.batch_size=64",
-        "train.epochs=2", "train.threads=1", "train.tensorboard=false", "optim.warmup_epochs=0",
-        "eval.linear_probe=none", "eval.knn_k=20"]
-
-
 @pytest.fixture
 def registered():
     """Register the toy loss and method for one test, and take them out again afterwards."""
@@ -172,7 +167,7 @@ def test_the_toy_loss_trains_through_a_contrastive_method(registered, tmp_path: 
         min_views = 2
 
     try:
-        config = load_config("quick", [*TINY, "loss.method=toy-decoupled-ssl", "loss.temperature=0.2"])
+        config = load_config("quick", [*harness.TINY_DIGITS, "loss.method=toy-decoupled-ssl", "loss.temperature=0.2"])
         assert config.loss.hyperparameters["temperature"] == 0.2
         outcome = train(config, tmp_path, setup(config.train))  # a Trainer: restore if asked, then run
         assert math.isfinite(outcome.final_loss) and outcome.steps == 2 * (len(outcome.dataset.train) // 64)
@@ -180,18 +175,13 @@ def test_the_toy_loss_trains_through_a_contrastive_method(registered, tmp_path: 
         METHODS.remove("toy-decoupled-ssl")
 
 
-def _trainer(config, run_dir: Path) -> Trainer:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return Trainer(config, run_dir, setup(config.train), Progress(silent=True))
-
-
 def test_an_ema_method_trains_its_target_and_resumes_exactly(registered, tmp_path: Path) -> None:
-    config = load_config("quick", [*TINY, "loss.method=toy-ema", "loss.momentum=0.8"])
+    config = load_config("quick", [*harness.TINY_DIGITS, "loss.method=toy-ema", "loss.momentum=0.8"])
     assert config.loss.momentum == 0.8
-    straight = _trainer(config, tmp_path / "straight")
+    straight = harness.make_trainer(config, tmp_path / "straight")
     online_before = [p.detach().clone() for p in straight.model.encoder.parameters()]
     target_before = [p.detach().clone() for p in straight.method.target.encoder.parameters()]
-    straight.train_step(epoch_permutation(config.train.seed, 0, len(straight.dataset.train)), 0)
+    straight.train_step(harness.first_epoch_order(straight), 0)
     # The EMA update by hand: t1 = m t0 + (1 - m) o1, where o1 are the online weights after the step.
     for t0, t1, o1 in zip(target_before, straight.method.target.encoder.parameters(),
                           straight.model.encoder.parameters(), strict=True):
@@ -200,20 +190,9 @@ def test_an_ema_method_trains_its_target_and_resumes_exactly(registered, tmp_pat
     moved = zip(online_before, straight.model.encoder.parameters(), strict=True)
     assert any(not torch.equal(o0, o1) for o0, o1 in moved)
 
-    finished = _trainer(config, tmp_path / "whole").run()
-    stopped = _trainer(config, tmp_path / "cut")
-    order = epoch_permutation(config.train.seed, 0, len(stopped.dataset.train))
-    for index in range(5):
-        stopped.train_step(order, index)
-    stopped.checkpoint()
-    resumed = _trainer(config, tmp_path / "cut")
-    resumed.restore()
-    assert resumed.step == 5
-    outcome = resumed.run()
-    for name, tensor in finished.model.state_dict().items():
-        assert torch.equal(outcome.model.state_dict()[name], tensor), name
-    for name, tensor in finished.method.target.state_dict().items():
-        assert torch.equal(outcome.method.target.state_dict()[name], tensor), name
+    runs = harness.train_straight_and_resumed(config, tmp_path, cut_after=5)  # resumed at step 5
+    runs.assert_same_model()
+    harness.assert_states_equal(runs.finished.method.target.state_dict(), runs.outcome.method.target.state_dict())
 
 
 def test_a_collapsed_method_stops_with_a_message(tmp_path: Path) -> None:
@@ -233,15 +212,15 @@ def test_a_collapsed_method_stops_with_a_message(tmp_path: Path) -> None:
             return StepOutput(projections.pow(2).mean(), embeddings=projections.detach() * 0 + 1)
 
     try:
-        config = load_config("quick", [*TINY, "loss.method=toy-collapse", "train.epochs=1"])
+        config = load_config("quick", [*harness.TINY_DIGITS, "loss.method=toy-collapse", "train.epochs=1"])
         with pytest.raises(TrainingError, match=r"the embeddings collapsed in epoch 1: their spread .* is 0"):
-            _trainer(config, tmp_path / "run").run()
+            harness.make_trainer(config, tmp_path / "run").run()
     finally:
         METHODS.remove("toy-collapse")
 
 
 def test_a_healthy_run_logs_its_embedding_spread(registered, tmp_path: Path) -> None:
-    config = load_config("quick", [*TINY, "train.epochs=1"])
-    _trainer(config, tmp_path / "run").run()
-    record = next(r for r in rundir.MetricsLog(tmp_path / "run").read() if "epoch" in r)
+    config = load_config("quick", [*harness.TINY_DIGITS, "train.epochs=1"])
+    harness.make_trainer(config, tmp_path / "run").run()
+    record = harness.first_epoch_record(tmp_path / "run")
     assert 0.05 < record["embedding_spread"] < 2.0  # supervised: about sqrt(classes / D), far above collapse

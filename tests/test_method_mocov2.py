@@ -18,15 +18,14 @@ same queue, and the queues hold exactly the last keys in order.
 
 from __future__ import annotations
 
-import doctest
 import json
-import math
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+import method_harness as harness
 from tunedcl import create_loss
 from tunedcl.losses import LOSSES, moco
 from tunedcl.losses.inputs import unit_vectors
@@ -36,17 +35,12 @@ from tunedcl.methods.mocov2 import MoCoV2
 from tunedcl.methods.tcl_moco import TCLMoCo
 from tunedcl.models import create_model
 from tunedcl.train.config import ConfigError, load_config
-from tunedcl.train.loop import Trainer, epoch_permutation
-from tunedcl.train.progress import Progress
-from tunedcl.train.run import run_training
-from tunedcl.train.runtime import setup
+from tunedcl.train.loop import epoch_permutation
 
 pytest.importorskip("sklearn", reason="the digits data set comes with scikit-learn (pip install 'tunedcl[dev]')")
 
-TINY = ["data.dataset=digits", "data.per_class=null", "model.options.width=0.25", "train.batch_size=64",
-        "train.epochs=2", "train.threads=1", "train.tensorboard=false", "optim.warmup_epochs=0",
-        "eval.linear_probe=none", "eval.knn_k=20", "data.augment=crop-flip",
-        "model.projection_dim=32", "model.projection_hidden=64", "loss.queue_size=200"]
+TINY = [*harness.TINY_DIGITS, "data.augment=crop-flip", "model.projection_dim=32", "model.projection_hidden=64",
+        "loss.queue_size=200"]
 METHOD_NAMES = ("mocov2", "tcl-moco")
 
 
@@ -143,8 +137,7 @@ def test_a_batch_loss_is_the_mean_of_its_halves_against_the_same_queue() -> None
 
 
 def test_the_docstring_example_runs() -> None:
-    result = doctest.testmod(moco, raise_on_error=False, verbose=False)
-    assert result.attempted > 0 and result.failed == 0
+    harness.assert_doctests_pass(moco)
 
 
 @pytest.mark.parametrize(
@@ -262,33 +255,16 @@ def test_no_gradient_reaches_the_momentum_network() -> None:
     assert not any(queue.features.requires_grad for queue in method.queues)
 
 
-def _trainer(config, run_dir: Path) -> Trainer:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return Trainer(config, run_dir, setup(config.train), Progress(silent=True))
-
-
-def _cosine(step: int, total: int, base: float, final: float) -> float:
-    """BYOL's schedule written out: tau = final - (final - base) (cos(pi step / total) + 1) / 2."""
-    return final - (final - base) * (math.cos(math.pi * step / total) + 1) / 2
-
-
 def test_the_momentum_network_follows_the_ema_with_the_cosine_schedule(tmp_path: Path) -> None:
     config = load_config("quick", [*TINY, "loss.method=mocov2", "loss.base_momentum=0.5", "loss.final_momentum=0.9"])
-    trainer = _trainer(config, tmp_path / "run")
+    trainer = harness.make_trainer(config, tmp_path / "run")
     method, total = trainer.method, trainer.total_steps
     online_start = [p.detach().clone() for p in trainer.model.parameters()]
     for t, o in zip(method.target.parameters(), online_start, strict=True):
         assert torch.equal(t, o)  # the momentum network starts as a copy
-    order = epoch_permutation(config.train.seed, 0, len(trainer.dataset.train))
-    for index in range(3):
-        before = [p.detach().clone() for p in method.target.parameters()]
-        trainer.train_step(order, index)
-        # The (index + 1)-th update uses the schedule at index steps done: 0.5 first, as solo-learn.
-        m = _cosine(index, total, 0.5, 0.9)
-        assert method.momentum(index + 1, total) == pytest.approx(m, abs=1e-15)
-        for t0, t1, o1 in zip(before, method.target.parameters(), trainer.model.parameters(), strict=True):
-            torch.testing.assert_close(t1, m * t0 + (1 - m) * o1.detach(), rtol=0, atol=1e-6)
-            assert t1.grad is None and not t1.requires_grad
+    # BYOL's cosine schedule from 0.5 to 0.9; the (index + 1)-th update uses it at index steps done: 0.5 first,
+    # as solo-learn.
+    harness.assert_the_target_follows_the_ema(trainer, list(trainer.model.parameters()), base=0.5, final=0.9, steps=3)
     assert method.momentum(1, total) == 0.5 and 0.5 < method.momentum(total, total) < 0.9
     assert any(not torch.equal(a, b) for a, b in zip(online_start, trainer.model.parameters(), strict=True))
 
@@ -297,7 +273,7 @@ def test_tcl_moco_with_k1_0_k2_1_trains_exactly_as_mocov2(tmp_path: Path) -> Non
     runs = []
     for name, extra in (("mocov2", []), ("tcl-moco", ["loss.k1=0", "loss.k2=1"])):
         config = load_config("quick", [*TINY, f"loss.method={name}", *extra])
-        trainer = _trainer(config, tmp_path / name)
+        trainer = harness.make_trainer(config, tmp_path / name)
         order = epoch_permutation(config.train.seed, 0, len(trainer.dataset.train))
         for index in range(3):
             trainer.train_step(order, index)
@@ -312,27 +288,17 @@ def test_tcl_moco_with_k1_0_k2_1_trains_exactly_as_mocov2(tmp_path: Path) -> Non
 @pytest.mark.parametrize("name", METHOD_NAMES)
 def test_resume_is_bit_identical_for_model_target_and_queues(name: str, tmp_path: Path) -> None:
     config = load_config("quick", [*TINY, f"loss.method={name}"])
-    finished = _trainer(config, tmp_path / "whole").run()
-    stopped = _trainer(config, tmp_path / "cut")
-    order = epoch_permutation(config.train.seed, 0, len(stopped.dataset.train))
-    for index in range(5):  # 5 x 64 keys per view: the queue of 200 has wrapped around
-        stopped.train_step(order, index)
-    stopped.checkpoint()
-    resumed = _trainer(config, tmp_path / "cut")
-    resumed.restore()
-    assert resumed.step == 5 and [len(q) for q in resumed.method.queues] == [200, 200]
-    outcome = resumed.run()
-    assert outcome.steps == finished.steps == resumed.total_steps
-    for name_, tensor in finished.model.state_dict().items():
-        assert torch.equal(outcome.model.state_dict()[name_], tensor), name_
-    target = outcome.method.target.state_dict()
-    assert len(target) == len(finished.method.target.state_dict()) > 0
-    for name_, tensor in finished.method.target.state_dict().items():  # weights and BatchNorm buffers
-        assert torch.equal(target[name_], tensor), name_
+    # 5 x 64 keys per view: the queue of 200 has wrapped around by the cut (resumed at step 5, checked there).
+    runs = harness.train_straight_and_resumed(config, tmp_path, cut_after=5,
+                                              inspect_restored=lambda resumed: [len(q) for q in resumed.method.queues])
+    assert runs.restored == [200, 200]
+    assert runs.outcome.steps == runs.finished.steps == runs.resumed.total_steps
+    runs.assert_same_model()
+    runs.assert_same_target()
+    outcome, finished = runs.outcome, runs.finished
     assert len(outcome.method.queues) == len(finished.method.queues) == 2
     for ours, theirs in zip(outcome.method.queues, finished.method.queues, strict=True):
-        for key, tensor in theirs.state_dict().items():  # rows, ids, pointer, fill and kind
-            assert torch.equal(ours.state_dict()[key], tensor), key
+        harness.assert_states_equal(theirs.state_dict(), ours.state_dict())  # rows, ids, pointer, fill and kind
 
 
 def test_a_checkpoint_with_another_queue_size_is_refused() -> None:
@@ -345,12 +311,7 @@ def test_a_checkpoint_with_another_queue_size_is_refused() -> None:
 
 @pytest.mark.parametrize("name", METHOD_NAMES)
 def test_a_tiny_run_ends_with_finite_results(name: str, tmp_path: Path) -> None:
-    config = load_config("quick", [*TINY, f"loss.method={name}", "train.epochs=1", "eval.linear_probe=fast",
-                                   "eval.probe_epochs=5"])
-    results = run_training(config, tmp_path / "run", quiet=True)
-    stored = json.loads((tmp_path / "run" / "results.json").read_text())
-    for key in ("linear_top1", "knn_top1"):
-        assert math.isfinite(results[key]) and math.isfinite(stored[key]) and 0 <= stored[key] <= 100
+    harness.assert_top1_finite(*harness.run_end_to_end([*TINY, f"loss.method={name}"], tmp_path / "run"))
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     spreads = [record["embedding_spread"] for record in records if "embedding_spread" in record]
     assert spreads and all(0.01 < spread < 2 for spread in spreads)  # the queries reach the collapse check

@@ -14,14 +14,12 @@ mean, so DDP's gradient mean is right), and the only coupling between images is 
 
 from __future__ import annotations
 
-import doctest
-import json
-import math
 from pathlib import Path
 
 import pytest
 import torch
 
+import method_harness as harness
 from tunedcl import create_loss
 from tunedcl.losses import simsiam as loss_module
 from tunedcl.losses.simsiam import SimSiamLoss
@@ -31,54 +29,32 @@ from tunedcl.methods.simsiam import SimSiam
 from tunedcl.models import create_model
 from tunedcl.train.builders import lr_factor, peak_lr
 from tunedcl.train.config import load_config
-from tunedcl.train.loop import Trainer, epoch_permutation
-from tunedcl.train.progress import Progress
-from tunedcl.train.run import run_training
-from tunedcl.train.runtime import setup
 
 pytest.importorskip("sklearn", reason="the digits data set comes with scikit-learn (pip install 'tunedcl[dev]')")
 
-TINY = ["data.dataset=digits", "data.per_class=null", "model.options.width=0.25", "train.batch_size=64",
-        "train.epochs=2", "train.threads=1", "train.tensorboard=false", "optim.warmup_epochs=0",
-        "eval.linear_probe=none", "eval.knn_k=20", "data.augment=crop-flip", "loss.method=simsiam",
-        "model.projection_dim=32", "model.projection_hidden=64", "loss.predictor_hidden=16"]
+TINY = [*harness.TINY_DIGITS, "data.augment=crop-flip", "loss.method=simsiam", "model.projection_dim=32",
+        "model.projection_hidden=64", "loss.predictor_hidden=16"]
 
 
 # --- the loss --------------------------------------------------------------------------------------------------
+def negative_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """D(p, z) = - p / ||p|| . z / ||z||, element by element."""
+    dot = sum(a * c for a, c in zip(p, z, strict=True))
+    norms = torch.sqrt(sum(a * a for a in p)) * torch.sqrt(sum(c * c for c in z))
+    return -dot / norms
+
+
 def reference(predictions: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """SimSiam eq. 1-2 in plain float64 loops, z a constant."""
-    p, z = predictions.double(), targets.detach().double()
-    if p.ndim == 2:  # row i against row i
-        p, z, pairs = p[:, None], z[:, None], [(0, 0)]
-    else:
-        pairs = [(v, w) for v in range(p.shape[1]) for w in range(p.shape[1]) if v != w]
-    per_image = []
-    for b in range(p.shape[0]):
-        total = torch.zeros((), dtype=torch.float64)
-        for v, w in pairs:
-            dot = sum(a * c for a, c in zip(p[b, v], z[b, w], strict=True))
-            norms = torch.sqrt(sum(a * a for a in p[b, v])) * torch.sqrt(sum(c * c for c in z[b, w]))
-            total = total - dot / norms
-        per_image.append(total / len(pairs))
-    losses = torch.stack(per_image)
-    return {"mean": losses.mean(), "sum": losses.sum(), "none": losses}[reduction]
+    """SimSiam eq. 1-2 in plain float64 loops: D(p, z) averaged over the pairs (row i against row i for [N, D]),
+    z a constant."""
+    return harness.per_image_reference(negative_cosine, predictions, targets, reduction, mean_over_pairs=True)
 
 
 @pytest.mark.parametrize("shape", [(6, 2, 5), (5, 3, 4), (7, 4)], ids=["2-views", "3-views", "rows"])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_the_loss_matches_the_paper_in_values_and_gradients(shape: tuple[int, ...], reduction: str) -> None:
-    g = torch.Generator().manual_seed(1)
-    predictions = torch.randn(shape, generator=g, dtype=torch.float64).requires_grad_(True)
-    targets = torch.randn(shape, generator=g, dtype=torch.float64).requires_grad_(True)
-    got = SimSiamLoss(reduction=reduction)(predictions, targets)
-    expected = reference(predictions, targets, reduction)
-    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
-    weights = torch.rand(got.shape, generator=g, dtype=torch.float64)
-    (ours,) = torch.autograd.grad((got * weights).sum(), predictions, retain_graph=True)
-    (theirs,) = torch.autograd.grad((expected * weights).sum(), predictions)
-    torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-12)
-    # The stop-gradient: no gradient flows into the target argument, even when it requires one.
-    assert torch.autograd.grad(got.sum(), targets, allow_unused=True) == (None,)
+    # The stop-gradient too: no gradient flows into the target argument, even when it requires one.
+    harness.assert_regression_matches_reference(SimSiamLoss(reduction=reduction), reference, shape, reduction)
 
 
 def test_the_stop_gradient_branch_gets_no_gradient_in_the_model() -> None:
@@ -100,23 +76,14 @@ def test_the_stop_gradient_branch_gets_no_gradient_in_the_model() -> None:
 
 def test_the_loss_is_the_registered_simsiam_and_passes_gradcheck() -> None:
     assert isinstance(create_loss("simsiam"), SimSiamLoss)
-    g = torch.Generator().manual_seed(3)
-    predictions = torch.randn(4, 2, 3, generator=g, dtype=torch.float64, requires_grad=True)
-    targets = torch.randn(4, 2, 3, generator=g, dtype=torch.float64)
-    assert torch.autograd.gradcheck(lambda p: SimSiamLoss()(p, targets), (predictions,))
+    harness.assert_gradcheck_over_predictions(SimSiamLoss(), seed=3)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
 @pytest.mark.parametrize("scale", [0.0, 1e-30, 1.0, 1e30])
 def test_the_loss_is_finite_for_every_finite_input(dtype: torch.dtype, scale: float) -> None:
-    g = torch.Generator().manual_seed(4)
-    scale = min(scale, torch.finfo(dtype).max / 8)
-    predictions = (torch.randn(6, 2, 8, generator=g) * scale).to(dtype).requires_grad_(True)
-    targets = (torch.randn(6, 2, 8, generator=g) * scale).to(dtype)
-    value = SimSiamLoss()(predictions, targets)
-    value.backward()
-    assert value.dtype == torch.float32 and torch.isfinite(value) and -1.0 <= float(value.detach()) <= 1.0
-    assert torch.isfinite(predictions.grad).all()
+    predictions, targets, value = harness.scaled_loss(SimSiamLoss(), dtype, scale, seed=4)  # finite, finite gradient
+    assert -1.0 <= float(value.detach()) <= 1.0
     if scale >= 1.0:
         expected = reference(predictions.detach().double(), targets.double())
         torch.testing.assert_close(value.double(), expected, rtol=1e-5, atol=1e-5)
@@ -124,8 +91,7 @@ def test_the_loss_is_finite_for_every_finite_input(dtype: torch.dtype, scale: fl
 
 
 def test_the_docstring_example_runs() -> None:
-    result = doctest.testmod(loss_module, raise_on_error=False, verbose=False)
-    assert result.attempted > 0 and result.failed == 0
+    harness.assert_doctests_pass(loss_module)
 
 @pytest.mark.parametrize(
     "call,message",
@@ -147,11 +113,6 @@ def test_bad_arguments_are_one_line_errors(call, message: str) -> None:
 
 
 # --- the method ------------------------------------------------------------------------------------------------
-def _trainer(config, run_dir: Path) -> Trainer:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return Trainer(config, run_dir, setup(config.train), Progress(silent=True))
-
-
 def test_the_parts_are_solo_learns_layout() -> None:
     method = create_method("simsiam")
     assert (method.predictor_hidden, method.fixed_predictor_lr) == (512, True)
@@ -172,7 +133,7 @@ def test_the_parts_are_solo_learns_layout() -> None:
 @pytest.mark.parametrize("optimizer", ["sgd", "lars"])
 def test_the_predictor_keeps_the_peak_lr_while_the_rest_follows_the_schedule(tmp_path: Path, optimizer: str) -> None:
     config = load_config("quick", [*TINY, f"optim.optimizer={optimizer}", "optim.lr=0.5", "optim.warmup_epochs=1"])
-    trainer = _trainer(config, tmp_path / "run")
+    trainer = harness.make_trainer(config, tmp_path / "run")
     predictor = {id(p) for p in trainer.model.predictor.parameters()}
     groups = trainer.optimizer.param_groups
     fixed = [group for group in groups if group.get("fixed_lr")]
@@ -192,7 +153,7 @@ def test_the_predictor_keeps_the_peak_lr_while_the_rest_follows_the_schedule(tmp
 
 def test_without_fixed_predictor_lr_everything_follows_the_schedule(tmp_path: Path) -> None:
     config = load_config("quick", [*TINY, "loss.fixed_predictor_lr=false", "optim.warmup_epochs=1"])
-    trainer = _trainer(config, tmp_path / "run")
+    trainer = harness.make_trainer(config, tmp_path / "run")
     trainer.optimizer.step()
     trainer.scheduler.step()
     assert len({group["lr"] for group in trainer.optimizer.param_groups}) == 1
@@ -200,45 +161,20 @@ def test_without_fixed_predictor_lr_everything_follows_the_schedule(tmp_path: Pa
 
 def test_the_loss_is_per_image_and_only_batch_norm_couples_images() -> None:
     """What holds instead of DDP equivalence (module docstring)."""
-    g = torch.Generator().manual_seed(5)
-    predictions, targets = torch.randn(8, 2, 16, generator=g), torch.randn(8, 2, 16, generator=g)
-    loss = SimSiamLoss()
-    halves = (loss(predictions[:4], targets[:4]) + loss(predictions[4:], targets[4:])) / 2
-    torch.testing.assert_close(halves, loss(predictions, targets), rtol=1e-6, atol=1e-6)
-    model = create_method("simsiam", predictor_hidden=8).build(
-        create_model("small-cnn", in_channels=1, width=0.25), 10, projection_dim=16, projection_hidden=32,
-        gather_distributed=False)
-    views = torch.randn(8, 2, 1, 8, 8, generator=g)
-    assert not torch.allclose(model(views[:4]).predictions, model(views).predictions[:4], atol=1e-4)
-    model.eval()
-    torch.testing.assert_close(model(views[:4]).predictions, model(views).predictions[:4], rtol=1e-5, atol=1e-5)
+    method = create_method("simsiam", predictor_hidden=8)
+    harness.assert_per_image_and_only_batch_norm_couples_images(SimSiamLoss(), method, seed=5)
 
 
 def test_resume_is_bit_identical(tmp_path: Path) -> None:
     config = load_config("quick", [*TINY, "optim.warmup_epochs=1"])  # the fixed-lr groups in the checkpoint too
-    whole = _trainer(config, tmp_path / "whole")
-    finished = whole.run()
-    stopped = _trainer(config, tmp_path / "cut")
-    order = epoch_permutation(config.train.seed, 0, len(stopped.dataset.train))
-    for index in range(5):
-        stopped.train_step(order, index)
-    stopped.checkpoint()
-    resumed = _trainer(config, tmp_path / "cut")
-    resumed.restore()
-    assert resumed.step == 5
-    outcome = resumed.run()
-    assert outcome.steps == finished.steps == resumed.total_steps
-    assert outcome.method.state_dict() == finished.method.state_dict() == {}  # SimSiam keeps no state of its own
-    for name, tensor in finished.model.state_dict().items():
-        assert torch.equal(outcome.model.state_dict()[name], tensor), name
-    lrs = [(group["lr"], group.get("fixed_lr")) for group in resumed.optimizer.param_groups]
-    assert lrs == [(group["lr"], group.get("fixed_lr")) for group in whole.optimizer.param_groups]
+    runs = harness.train_straight_and_resumed(config, tmp_path, cut_after=5)
+    assert runs.outcome.steps == runs.finished.steps == runs.resumed.total_steps
+    assert runs.outcome.method.state_dict() == runs.finished.method.state_dict() == {}  # no state of its own
+    runs.assert_same_model()
+    lrs = [(group["lr"], group.get("fixed_lr")) for group in runs.resumed.optimizer.param_groups]
+    assert lrs == [(group["lr"], group.get("fixed_lr")) for group in runs.whole.optimizer.param_groups]
 
 
 def test_a_tiny_run_ends_with_finite_results(tmp_path: Path) -> None:
-    config = load_config("quick", [*TINY, "train.epochs=1", "eval.linear_probe=fast", "eval.probe_epochs=5"])
-    results = run_training(config, tmp_path / "run", quiet=True)
-    stored = json.loads((tmp_path / "run" / "results.json").read_text())
-    for key in ("linear_top1", "knn_top1"):
-        assert math.isfinite(results[key]) and math.isfinite(stored[key]) and 0 <= stored[key] <= 100
+    harness.assert_top1_finite(*harness.run_end_to_end(TINY, tmp_path / "run"))
     assert isinstance(create_method("simsiam"), SimSiam)

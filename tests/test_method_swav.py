@@ -30,23 +30,19 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
+import method_harness as harness
 from tunedcl import create_loss
 from tunedcl import distributed as dist_utils
 from tunedcl.losses.swav import SwAVLoss, sinkhorn_knopp
 from tunedcl.methods import METHODS, Batch, create_method
 from tunedcl.models import create_model
 from tunedcl.train.config import load_config
-from tunedcl.train.loop import Trainer, epoch_permutation
-from tunedcl.train.progress import Progress
-from tunedcl.train.run import run_training
-from tunedcl.train.runtime import setup
+from tunedcl.train.loop import epoch_permutation
 
 pytest.importorskip("sklearn", reason="the digits data set comes with scikit-learn (pip install 'tunedcl[dev]')")
 
-TINY = ["data.dataset=digits", "data.per_class=null", "model.options.width=0.25", "train.batch_size=64",
-        "train.epochs=2", "train.threads=1", "train.tensorboard=false", "optim.warmup_epochs=0",
-        "eval.linear_probe=none", "eval.knn_k=20", "data.augment=crop-flip", "loss.method=swav",
-        "loss.num_prototypes=20", "optim.optimizer=lars", "optim.lr=0.6", "optim.weight_decay=1.0e-6"]
+TINY = [*harness.TINY_DIGITS, "data.augment=crop-flip", "loss.method=swav", "loss.num_prototypes=20",
+        "optim.optimizer=lars", "optim.lr=0.6", "optim.weight_decay=1.0e-6"]
 
 
 # --- slow references, written from the paper (plain loops, float64) -------------------------------------------
@@ -252,14 +248,9 @@ def test_the_queue_is_used_from_its_start_epoch_and_holds_the_last_projections_f
     assert len(method.queue) == 10
 
 
-def _trainer(config, run_dir: Path) -> Trainer:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return Trainer(config, run_dir, setup(config.train), Progress(silent=True))
-
-
 def test_prototypes_stay_frozen_during_the_freeze_epochs_then_train_and_stay_unit(tmp_path: Path) -> None:
     config = load_config("quick", [*TINY, "loss.freeze_prototypes_epochs=1", "loss.queue_size=0"])
-    trainer = _trainer(config, tmp_path)
+    trainer = harness.make_trainer(config, tmp_path)
     prototypes = trainer.model.prototypes.weight
     initial = prototypes.detach().clone()
     encoder_before = [p.detach().clone() for p in trainer.model.encoder.parameters()]
@@ -281,30 +272,19 @@ def test_swav_resumes_exactly_with_its_prototypes_and_queue(tmp_path: Path) -> N
     # so a queue lost at the cut would change the codes of epoch 1; the prototypes thaw at epoch 1.
     config = load_config("quick", [*TINY, "loss.queue_size=1024", "loss.epoch_queue_starts=1",
                                    "loss.freeze_prototypes_epochs=1"])
-    finished = _trainer(config, tmp_path / "whole").run()
-    stopped = _trainer(config, tmp_path / "cut")
-    assert stopped.steps_per_epoch == 23
-    order = epoch_permutation(config.train.seed, 0, len(stopped.dataset.train))
-    for index in range(20):
-        stopped.train_step(order, index)
-    stopped.checkpoint()
-    resumed = _trainer(config, tmp_path / "cut")
-    resumed.restore()
-    assert resumed.step == 20 and len(resumed.method.queue) == 1024
-    outcome = resumed.run()
-    assert math.isfinite(outcome.final_loss)
-    for name, tensor in finished.model.state_dict().items():
-        assert torch.equal(outcome.model.state_dict()[name], tensor), name
-    assert "prototypes.weight" in finished.model.state_dict()
-    expected_queue = finished.method.state_dict()["queue"]
-    for name, tensor in outcome.method.state_dict()["queue"].items():
-        assert torch.equal(tensor, expected_queue[name]), name
+    runs = harness.train_straight_and_resumed(config, tmp_path, cut_after=20,
+                                              inspect_restored=lambda resumed: len(resumed.method.queue))
+    assert runs.stopped.steps_per_epoch == 23
+    assert runs.restored == 1024  # resumed at step 20 with a full queue
+    assert math.isfinite(runs.outcome.final_loss)
+    runs.assert_same_model()
+    assert "prototypes.weight" in runs.finished.model.state_dict()
+    harness.assert_states_equal(runs.outcome.method.state_dict()["queue"], runs.finished.method.state_dict()["queue"])
 
 
 def test_an_end_to_end_run_gives_finite_results(tmp_path: Path) -> None:
-    overrides = [*TINY, "train.epochs=1", "eval.linear_probe=fast", "eval.probe_epochs=5", "loss.queue_size=256",
-                 "loss.epoch_queue_starts=0", "loss.freeze_prototypes_epochs=0"]
-    results = run_training(load_config("quick", overrides), tmp_path / "run", quiet=True)
+    overrides = [*TINY, "loss.queue_size=256", "loss.epoch_queue_starts=0", "loss.freeze_prototypes_epochs=0"]
+    results, _ = harness.run_end_to_end(overrides, tmp_path / "run")
     assert math.isfinite(results["linear_top1"]) and math.isfinite(results["knn_top1"])
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert all(math.isfinite(r["loss"]) for r in records if "loss" in r)

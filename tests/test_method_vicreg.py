@@ -11,28 +11,20 @@ normalises per rank. Only the single-process path is tested here.
 
 from __future__ import annotations
 
-import doctest
-import itertools
 import math
 from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
+import method_harness as harness
 import tunedcl.losses.vicreg as vicreg_module
-from tunedcl import create_loss, rundir
+from tunedcl import create_loss
 from tunedcl.losses.vicreg import VICRegLoss
 from tunedcl.methods import METHODS, create_method
 from tunedcl.train.config import ConfigError, load_config
-from tunedcl.train.loop import Trainer, epoch_permutation
-from tunedcl.train.progress import Progress
-from tunedcl.train.run import run_training
-from tunedcl.train.runtime import setup
 
-TINY = ["data.dataset=digits", "data.per_class=null", "model.options.width=0.25", "train.batch_size=64",
-        "train.epochs=2", "train.threads=1", "train.tensorboard=false", "optim.warmup_epochs=0",
-        "eval.linear_probe=none", "eval.knn_k=20", "model.projection_dim=64", "model.projection_hidden=64"]
+TINY = [*harness.TINY_DIGITS, "model.projection_dim=64", "model.projection_hidden=64"]
 DEFAULTS = dict(lam=25.0, mu=25.0, nu=1.0, gamma=1.0, eps=1e-4)
 
 
@@ -73,12 +65,6 @@ def vicreg_reference(za: torch.Tensor, zb: torch.Tensor, *, lam: float, mu: floa
             + nu * (covariance_term(za) + covariance_term(zb)))
 
 
-def multi_view_reference(views: torch.Tensor, **hyper) -> torch.Tensor:
-    """The mean of the two-view loss over the V (V - 1) / 2 pairs of views of [B, V, D]."""
-    pairs = list(itertools.combinations(range(views.shape[1]), 2))
-    return sum(vicreg_reference(views[:, a], views[:, b], **hyper) for a, b in pairs) / len(pairs)
-
-
 def make_loss(lam: float, mu: float, nu: float, gamma: float, eps: float) -> VICRegLoss:
     return VICRegLoss(invariance_weight=lam, variance_weight=mu, covariance_weight=nu, variance_target=gamma, eps=eps)
 
@@ -103,11 +89,7 @@ def test_the_loss_and_its_gradient_match_the_paper_loop(rows: int, dim: int, hyp
     z = projections(rows, 2, dim, seed=rows * dim).requires_grad_(True)
     loss = make_loss(**hyper)
     got = loss(z[:, 0], z[:, 1])
-    expected = vicreg_reference(z[:, 0], z[:, 1], **hyper)
-    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
-    (ours,) = torch.autograd.grad(got, z)
-    (theirs,) = torch.autograd.grad(expected, z)
-    torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-12)
+    harness.assert_value_and_gradient_match(got, vicreg_reference(z[:, 0], z[:, 1], **hyper), z)
     torch.testing.assert_close(loss(z), got, rtol=0, atol=0)  # [B, 2, D] is the same as the two views
 
 
@@ -125,28 +107,19 @@ def test_the_terms_match_the_paper_loop() -> None:
 @pytest.mark.parametrize("views", [3, 4])
 def test_more_views_average_the_loss_over_pairs(views: int) -> None:
     z = projections(5, views, 4, seed=views).requires_grad_(True)
-    got = VICRegLoss()(z)
-    expected = multi_view_reference(z, **DEFAULTS)
-    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
-    (ours,) = torch.autograd.grad(got, z)
-    (theirs,) = torch.autograd.grad(expected, z)
-    torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-12)
+    expected = harness.mean_over_view_pairs(vicreg_reference, z, **DEFAULTS)
+    harness.assert_value_and_gradient_match(VICRegLoss()(z), expected, z)
 
 
 def test_gradcheck_in_float64_and_symmetry() -> None:
     z = projections(4, 2, 3, seed=11).requires_grad_(True)
     loss = VICRegLoss(invariance_weight=1.0, variance_weight=1.0, covariance_weight=1.0)
-    assert torch.autograd.gradcheck(lambda a, b: loss(a, b), (z[:, 0], z[:, 1]))
-    torch.testing.assert_close(loss(z[:, 0], z[:, 1]), loss(z[:, 1], z[:, 0]), rtol=1e-14, atol=0)
+    harness.assert_gradcheck_and_symmetry(loss, z)
 
 
 @pytest.mark.parametrize("spread", [1e-3, 1.0, 50.0])
 def test_float32_is_close_to_float64(spread: float) -> None:
-    z = projections(16, 2, 8, seed=5, spread=spread)
-    expected = VICRegLoss()(z)
-    got = VICRegLoss()(z.float())
-    assert got.dtype == torch.float32
-    torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-5)
+    harness.assert_float32_close_to_float64(VICRegLoss(), projections(16, 2, 8, seed=5, spread=spread))
 
 
 def test_hand_computed_cases() -> None:
@@ -202,12 +175,7 @@ def test_finite_for_every_finite_input(case: str) -> None:
 
 
 def test_autocast_does_not_lower_the_precision() -> None:
-    z = projections(32, 2, 16, seed=4, dtype=torch.float32)
-    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
-        inside = VICRegLoss()(z)
-    assert inside.dtype == torch.float32
-    torch.testing.assert_close(inside, VICRegLoss()(z), rtol=0, atol=0)
-    assert VICRegLoss()(z.bfloat16()).dtype == torch.float32
+    harness.assert_autocast_keeps_float32(VICRegLoss(), projections(32, 2, 16, seed=4, dtype=torch.float32))
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
@@ -240,16 +208,10 @@ def test_registered_and_docstring_example_runs() -> None:
     assert isinstance(loss, VICRegLoss) and loss.invariance_weight == 10.0 and loss.covariance_weight == 1.0
     with pytest.raises(ValueError, match=r"vicreg loss got unknown argument\(s\) sim_loss_weight; allowed: invariance_weight, "):
         create_loss("vicreg", sim_loss_weight=1.0)
-    result = doctest.testmod(vicreg_module, raise_on_error=False, verbose=False)
-    assert result.attempted > 0 and result.failed == 0
+    harness.assert_doctests_pass(vicreg_module)
 
 
 # --- the method ------------------------------------------------------------------------------------------------
-def _trainer(config, run_dir: Path) -> Trainer:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return Trainer(config, run_dir, setup(config.train), Progress(silent=True))
-
-
 def test_the_method_builds_solo_learns_projector_and_takes_its_keys() -> None:
     config = load_config("quick", [*TINY, "loss.method=vicreg", "loss.covariance_weight=2.0"])
     assert config.loss.hyperparameters == dict(invariance_weight=25.0, variance_weight=25.0, covariance_weight=2.0,
@@ -257,13 +219,7 @@ def test_the_method_builds_solo_learns_projector_and_takes_its_keys() -> None:
     method = create_method("vicreg", **config.loss.hyperparameters)
     assert METHODS.get("vicreg") is type(method) and not method.uses_labels and method.min_views == 2
     assert method.loss.covariance_weight == 2.0
-    encoder = nn.Sequential(nn.Flatten(), nn.Linear(4, 12))
-    encoder.feature_dim = 12
-    model = method.build(encoder, 10, projection_dim=6, projection_hidden=8, gather_distributed=False)
-    assert model.encoder is encoder
-    layers = [type(layer) for layer in model.head.net]
-    assert layers == [nn.Linear, nn.BatchNorm1d, nn.ReLU, nn.Linear, nn.BatchNorm1d, nn.ReLU, nn.Linear]
-    assert [layer.out_features for layer in model.head.net if isinstance(layer, nn.Linear)] == [8, 8, 6]
+    harness.assert_builds_the_solo_learn_projector(method)
     with pytest.raises(ConfigError, match=r"loss.variance_weight=-1.0 is not allowed: VICRegLoss: variance_weight must be"):
         load_config("quick", [*TINY, "loss.method=vicreg", "loss.variance_weight=-1"])
     with pytest.raises(ConfigError, match=r"loss.projector_hidden_layers=0 is not allowed: vicreg: projector_hidden_layers must be an integer >= 1"):
@@ -272,39 +228,18 @@ def test_the_method_builds_solo_learns_projector_and_takes_its_keys() -> None:
 
 def test_the_method_trains_with_three_views(tmp_path: Path) -> None:
     config = load_config("quick", [*TINY, "loss.method=vicreg", "data.n_views=3"])
-    trainer = _trainer(config, tmp_path / "run")
-    before = [p.detach().clone() for p in trainer.model.parameters()]
-    trainer.train_step(epoch_permutation(config.train.seed, 0, len(trainer.dataset.train)), 0)
-    assert math.isfinite(trainer.last_loss)
-    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters(), strict=True))
+    harness.assert_a_step_trains(config, tmp_path / "run")
 
 
 def test_resume_is_bit_identical(tmp_path: Path) -> None:
-    config = load_config("quick", [*TINY, "loss.method=vicreg", "data.augment=crop-flip", "optim.optimizer=lars",
-                                   "optim.lr=0.3", "optim.decay_bias_and_norm=false"])
-    finished = _trainer(config, tmp_path / "whole").run()
-    stopped = _trainer(config, tmp_path / "cut")
-    order = epoch_permutation(config.train.seed, 0, len(stopped.dataset.train))
-    for index in range(5):
-        stopped.train_step(order, index)
-    stopped.checkpoint()
-    resumed = _trainer(config, tmp_path / "cut")
-    resumed.restore()
-    assert resumed.step == 5
-    outcome = resumed.run()
-    assert outcome.steps == finished.steps and math.isfinite(outcome.final_loss)
-    for name, tensor in finished.model.state_dict().items():
-        assert torch.equal(outcome.model.state_dict()[name], tensor), name
-    assert outcome.method.state_dict() == finished.method.state_dict() == {}  # every trained part is the model's
+    harness.assert_resumes_exactly_with_lars([*TINY, "loss.method=vicreg"], tmp_path)
 
 
 def test_an_end_to_end_run_gives_finite_results(tmp_path: Path) -> None:
-    config = load_config("quick", [*TINY, "loss.method=vicreg", "train.epochs=1", "eval.linear_probe=fast",
-                                   "eval.probe_epochs=5"])
-    results = run_training(config, tmp_path / "run", quiet=True)
+    results, _ = harness.run_end_to_end([*TINY, "loss.method=vicreg"], tmp_path / "run")
     for key in ("linear_top1", "knn_top1"):
         assert math.isfinite(results[key]) and 0 <= results[key] <= 100
-    record = next(r for r in rundir.MetricsLog(tmp_path / "run").read() if "epoch" in r)
+    record = harness.first_epoch_record(tmp_path / "run")
     assert math.isfinite(record["loss"]) and record["embedding_spread"] > 0.01
 
 
@@ -314,9 +249,4 @@ def test_the_presets_hold_the_recipe(preset: str) -> None:
     assert config.loss.method == "vicreg"
     weights = (config.loss.invariance_weight, config.loss.variance_weight, config.loss.covariance_weight)
     assert weights == (25.0, 25.0, 1.0)
-    assert (config.optim.optimizer, config.optim.lr, config.optim.weight_decay) == ("lars", 0.3, 1e-4)
-    assert config.train.batch_size == 256 and config.data.n_views == 2
-    if "cifar" in preset:
-        assert config.model.encoder == "resnet18" and config.model.options["stem"] == "cifar"
-        assert (config.model.projection_hidden, config.model.projection_dim) == (2048, 2048)
-        assert (config.train.epochs, config.optim.warmup_epochs) == (1000, 10)
+    harness.assert_the_lars_recipe(config, preset)
