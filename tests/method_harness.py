@@ -234,7 +234,8 @@ def assert_the_lars_recipe(config, preset: str) -> None:
     assert optim == ("lars", 0.3, 1e-4), optim
     assert config.train.batch_size == 256 and config.data.n_views == 2, (config.train.batch_size, config.data.n_views)
     if "cifar" in preset:
-        assert config.model.encoder == "resnet18" and config.model.options["stem"] == "cifar", config.model
+        # The CIFAR stem: written in the preset, and the ResNet default (options equal to their default are left out).
+        assert config.model.encoder == "resnet18" and config.model.options.get("stem", "cifar") == "cifar", config.model
         projector = (config.model.projection_hidden, config.model.projection_dim)
         assert projector == (2048, 2048), projector
         schedule = (config.train.epochs, config.optim.warmup_epochs)
