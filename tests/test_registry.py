@@ -64,3 +64,13 @@ def test_one_message_format(call, message: str) -> None:
 def test_docstring_examples_run(module) -> None:
     result = doctest.testmod(module, raise_on_error=False, verbose=False)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_tunedcl_list_shows_each_method_s_hyperparameters_with_their_default() -> None:
+    from tunedcl.listing import listing
+
+    lines = listing("methods")
+    tcl = lines.index(next(line for line in lines if line.strip().startswith("tcl ")))
+    assert "temperature=0.1, k1=5000.0, k2=1.0" in lines[tcl + 1]
+    assert any("off_diagonal_weight=0.0051" in line for line in listing("methods"))
+    assert any("stem='cifar', width=1.0" in line for line in listing("models"))

@@ -84,14 +84,9 @@ LISTS = ("losses", "methods", "models", "datasets", "augmentations", "presets")
 
 
 def _list(kind: str | None) -> int:
-    from tunedcl.listing import registries
+    from tunedcl.listing import listing
 
-    for name, registry in registries().items():
-        if kind in (None, name):
-            print(f"{name}:")
-            width = max(len(entry) for entry in registry.names())
-            for entry, description in registry.describe():
-                print(f"  {entry:<{width}}  {description}")
+    print("\n".join(listing(kind)))
     return 0
 
 
@@ -155,6 +150,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"{prefix}: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `tunedcl list | head`: the reader has gone, which is no error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+        return 0
     except OSError as error:  # a folder that cannot be written, a disk that is full, ...
         if args.debug:
             raise

@@ -1,6 +1,8 @@
-"""Every registry by the name ``tunedcl list`` shows it under: what a config can name."""
+"""Every registry by the name ``tunedcl list`` shows it under: what a config can name, and with what options."""
 
 from __future__ import annotations
+
+import inspect
 
 from tunedcl.registry import Registry
 
@@ -22,3 +24,35 @@ def registries() -> dict[str, Registry]:
         "augmentations": AUGMENTATIONS,
         "presets": config_presets(),
     }
+
+
+def options_line(kind: str, entry: object) -> str:
+    """``name=default, ...`` of what a config may set for ``entry``: a method's hyperparameters (the ``loss``
+    section), an encoder's ``model.options``, a dataset's ``data.options``; empty for the other kinds."""
+    if kind == "methods":
+        specs = entry.hyperparameter_specs()
+    elif kind in ("models", "datasets"):
+        from tunedcl.train.options import options_of
+
+        specs = options_of(entry)
+    else:
+        return ""
+    return ", ".join(f"{name}={p.default!r}" if p.default is not inspect.Parameter.empty else name
+                     for name, p in specs.items())
+
+
+def listing(kind: str | None = None) -> list[str]:
+    """The lines of ``tunedcl list [KIND]``: per registry, each entry with its description and options."""
+    lines = []
+    for name, registry in registries().items():
+        if kind not in (None, name):
+            continue
+        lines.append(f"{name}:")
+        width = max(len(entry) for entry in registry.names())
+        for entry, description in registry.describe():
+            lines.append(f"  {entry:<{width}}  {description}")
+            options = options_line(name, registry.get(entry))
+            if options:
+                lines.append(f"  {'':<{width}}    {options}")
+    return lines
+

@@ -55,6 +55,15 @@ class StepOutput:
     is_global: bool = False  # the value is already the mean over every rank (a gathered loss)
 
 
+def init_parameters(cls: type) -> dict[str, inspect.Parameter]:
+    """The named keyword arguments of ``cls.__init__`` (``**kwargs`` left out), in order."""
+    return {
+        name: parameter
+        for name, parameter in inspect.signature(cls.__init__).parameters.items()
+        if name != "self" and parameter.kind not in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL)
+    }
+
+
 class Method:
     """A training method (base class). Subclasses set the class attributes and override what differs.
 
@@ -81,11 +90,7 @@ class Method:
     @classmethod
     def hyperparameter_specs(cls) -> dict[str, inspect.Parameter]:
         """Every hyperparameter (name -> its parameter: annotation and the one default), in order."""
-        return {
-            name: parameter
-            for name, parameter in inspect.signature(cls.__init__).parameters.items()
-            if name != "self" and parameter.kind is not inspect.Parameter.VAR_KEYWORD
-        }
+        return init_parameters(cls)
 
     def build(self, encoder: nn.Module, num_classes: int, *, projection_dim: int,
               projection_hidden: int | None, gather_distributed: bool) -> nn.Module:
@@ -156,7 +161,7 @@ class ContrastiveMethod(Method):
     @classmethod
     def hyperparameter_specs(cls) -> dict[str, inspect.Parameter]:
         """The subclass's own ``__init__`` arguments (if it declares any), then its loss's."""
-        return {**Method.hyperparameter_specs.__func__(cls), **cls.loss_specs()}
+        return {**init_parameters(cls), **cls.loss_specs()}
 
     def build(self, encoder: nn.Module, num_classes: int, *, projection_dim: int,
               projection_hidden: int | None, gather_distributed: bool) -> nn.Module:
