@@ -90,6 +90,21 @@ def _list(kind: str | None) -> int:
     return 0
 
 
+def default_run_dir(name: str) -> Path:
+    """``runs/<name>-<time>``; under torchrun ``runs/<name>-<run id>``, the same on every rank (each rank
+    stamping its own time would give each its own folder when they start in different seconds)."""
+    import os
+
+    from tunedcl.train.config import ConfigError
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        run_id = os.environ.get("TORCHELASTIC_RUN_ID", "")
+        if not run_id or run_id == "none":
+            raise ConfigError("under a launcher without a run id, pass --out RUN_DIR (the same on every rank)")
+        return Path("runs") / f"{name}-{run_id[:12]}"
+    return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
 def _train(args: argparse.Namespace) -> int:
     from tunedcl.train.config import ConfigError, load_config
     from tunedcl.train.loop import Interrupted, TrainingError
@@ -103,7 +118,7 @@ def _train(args: argparse.Namespace) -> int:
         config = None
     else:
         config = load_config(args.config or "default", args.overrides)
-    out = args.out or Path("runs") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = args.out or default_run_dir(config.name)
     try:
         run_training(config, out, resume=args.resume, quiet=args.quiet,
                      overrides=args.overrides if args.resume else ())

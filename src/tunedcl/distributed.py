@@ -45,9 +45,10 @@ def _gather(tensor: Tensor) -> list[Tensor]:
     return parts
 
 
-def check_equal_sizes(local_rows: int, argument: str) -> None:
-    """Raise on every rank if the ranks hold different numbers of rows (all_gather needs equal)."""
-    sizes = _gather(torch.tensor([local_rows], device=_device()))
+def check_equal_sizes(local_rows: int, argument: str, device: torch.device | None = None) -> None:
+    """Raise on every rank if the ranks hold different numbers of rows (all_gather needs equal). ``device``:
+    where the rows live (NCCL needs the count on that GPU, not on whatever device happens to be current)."""
+    sizes = _gather(torch.tensor([local_rows], device=collective_device(device) if device is not None else _device()))
     values = [int(s) for s in sizes]
     if len(set(values)) > 1:
         raise ValueError(

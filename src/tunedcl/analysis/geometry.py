@@ -21,6 +21,7 @@ def _pairs(features: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         raise ValueError(f"need features [N, D] (N >= 2) with labels [N]; got {tuple(features.shape)}, "
                          f"{tuple(labels.shape)}")
     z = F.normalize(features.detach().double(), dim=1)
+    labels = labels.to(z.device)
     distinct = ~torch.eye(z.shape[0], dtype=torch.bool, device=z.device)
     same = (labels[:, None] == labels[None, :]) & distinct
     return z, distinct, same

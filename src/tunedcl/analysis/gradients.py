@@ -55,6 +55,7 @@ def gradient_coefficients(
         raise ValueError(f"need temperature > 0, k1 >= 0, k2 > 0; got {temperature}, {k1}, {k2}")
     z = features.detach().double()
     z = F.normalize(z, dim=1) if normalize else z
+    labels = labels.to(z.device)
     s = z @ z.T
     n = z.shape[0]
     eye = torch.eye(n, dtype=torch.bool, device=z.device)

@@ -171,6 +171,13 @@ class _ChunkedLoss(torch.autograd.Function):
     @staticmethod
     @once_differentiable  # the backward is hand-written: no double backward through it
     def backward(ctx, grad_losses: Tensor, _unused: Tensor | None):  # type: ignore[override]
+        # .backward() called inside an autocast region would otherwise run these products in bf16/fp16,
+        # whatever the forward used (custom_bwd needs a device type; this works on every device).
+        with torch.autocast(device_type=grad_losses.device.type, enabled=False):
+            return _ChunkedLoss._backward(ctx, grad_losses)
+
+    @staticmethod
+    def _backward(ctx, grad_losses: Tensor) -> tuple:
         anchors, contrast, anchor_ids, contrast_ids, self_index = ctx.saved_tensors
         plan: ChunkPlan = ctx.plan
         inv_tau = 1.0 / ctx.temperature

@@ -150,7 +150,7 @@ def compute(
             if mask is not None:
                 raise ValueError("mask cannot be combined with gather_distributed=True (it only relates "
                                  "local rows); pass labels instead")
-            dist_utils.check_equal_sizes(z.shape[0], "gather_distributed")
+            dist_utils.check_equal_sizes(z.shape[0], "gather_distributed", z.device)
             if labels is None:  # instance ids must not collide across ranks
                 anchor_ids = anchor_ids + dist_utils.rank() * (int(anchor_ids.max()) + 1)
             contrast = dist_utils.gather_with_grad(z)

@@ -145,7 +145,7 @@ class SwAVLoss(nn.Module):
         start = 0
         if self.gather_distributed:
             distributed.require_process_group("gather_distributed")
-            distributed.check_equal_sizes(batch, "gather_distributed")
+            distributed.check_equal_sizes(batch, "gather_distributed", scores.device)
             rows = distributed.gather(rows)
             start = distributed.rank() * batch
         if queued_scores is not None:

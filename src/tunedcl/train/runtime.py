@@ -41,7 +41,9 @@ class Runtime:
 def bf16_supported(device: torch.device) -> bool:
     """bf16 autocast pays off on CUDA with bf16 support and on CPUs with AVX512-BF16 or AMX."""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        # is_bf16_supported() also counts bf16 that is only emulated (T4, V100: compute capability < 8.0),
+        # where cuDNN runs it slowly or not at all: only Ampere and later have bf16 units.
+        return torch.cuda.get_device_capability(device) >= (8, 0)
     if device.type == "cpu":
         cpu = torch.cpu
         return bool(

@@ -1,0 +1,65 @@
+"""Defects a GPU would show, shown on the CPU (issue: "Ready for the GPU"): the ``meta`` device stands in for
+a GPU where only device placement matters, and monkeypatched CUDA queries for device capabilities."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tunedcl.analysis import gradient_coefficients
+from tunedcl.analysis.geometry import alignment
+from tunedcl.losses.functional import supcon_loss, tcl_loss
+
+
+def test_the_analysis_puts_labels_where_the_features_are() -> None:
+    features = torch.randn(8, 4, device="meta")
+    labels = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])  # on the CPU, as a data loader leaves them
+    coefficients = gradient_coefficients(features, labels)
+    assert coefficients.values.device.type == "meta" and coefficients.positive.device.type == "meta"
+    with pytest.raises(RuntimeError, match="meta tensors"):  # only the final float() needs data: placement is fine
+        alignment(features, labels)
+
+
+@pytest.mark.parametrize("loss", [tcl_loss, supcon_loss])
+def test_the_chunked_backward_ignores_an_enclosing_autocast(loss) -> None:
+    """.backward() inside a bf16 autocast region once ran the hand-written backward's products in bf16
+    (a 2e-3 relative change); the forward is fp32 either way, so the gradients must be the same bits."""
+    g = torch.Generator().manual_seed(0)
+    features = torch.randn(64, 2, 32, generator=g)
+    labels = torch.randint(0, 6, (64,), generator=g)
+    grads = []
+    for inside in (False, True):
+        leaf = features.clone().requires_grad_(True)
+        value = loss(leaf, labels, chunk_size=16)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=inside):
+            value.backward()
+        grads.append(leaf.grad)
+    assert torch.equal(grads[0], grads[1])
+
+
+def test_auto_precision_counts_only_real_bf16_units(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tunedcl.train import runtime
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)  # emulated counts too
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))  # a T4
+    assert runtime.bf16_supported(torch.device("cuda", 0)) is False
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))  # an A100
+    assert runtime.bf16_supported(torch.device("cuda", 0)) is True
+
+
+def test_every_torchrun_rank_picks_the_same_default_run_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tunedcl.cli import default_run_dir
+    from tunedcl.train.config import ConfigError
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "af0774de-060b-4dba-a0df-ba18124ba1e5")
+    first = default_run_dir("quick")
+    monkeypatch.setattr("time.strftime", lambda *args: "another second")  # ranks start at different times
+    assert default_run_dir("quick") == first == Path("runs") / "quick-af0774de-060"
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID")
+    with pytest.raises(ConfigError, match=r"pass --out RUN_DIR"):
+        default_run_dir("quick")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert default_run_dir("quick").name.startswith("quick-")
