@@ -63,3 +63,26 @@ def test_every_torchrun_rank_picks_the_same_default_run_dir(monkeypatch: pytest.
         default_run_dir("quick")
     monkeypatch.setenv("WORLD_SIZE", "1")
     assert default_run_dir("quick").name.startswith("quick-")
+
+
+def test_one_gpu_per_process_is_gpu_0_whatever_local_rank_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tunedcl.train import runtime
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)  # CUDA_VISIBLE_DEVICES=<one> per process
+    assert runtime.choose_device("auto", local_rank=3) == torch.device("cuda", 0)
+    assert runtime.choose_device("cuda", local_rank=3) == torch.device("cuda", 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)  # every GPU of the node visible
+    assert runtime.choose_device("auto", local_rank=3) == torch.device("cuda", 3)
+
+
+def test_method_states_travel_between_ranks_on_the_cpu() -> None:
+    from tunedcl.train.loop import _to_cpu
+
+    for nested in ({"loss": {"queue": torch.ones(2, device="meta")}}, {"steps": [3, torch.zeros(1, device="meta")]}):
+        with pytest.raises(NotImplementedError, match="meta"):  # .cpu() reaches every tensor, however nested
+            _to_cpu(nested)
+    cpu_state = {"loss": {"queue": torch.ones(2)}, "steps": [torch.zeros(1), 3]}
+    moved = _to_cpu(cpu_state)
+    assert moved["loss"]["queue"].data_ptr() == cpu_state["loss"]["queue"].data_ptr()  # CPU tensors: no copy
+    assert moved["steps"][1] == 3

@@ -98,6 +98,17 @@ def build_method(config: Config, in_channels: int, num_classes: int, gather_dist
     return method
 
 
+def _to_cpu(value: Any) -> Any:
+    """``value`` with every tensor in it (nested dicts, lists) copied to the CPU."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {key: _to_cpu(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_to_cpu(item) for item in value)
+    return value
+
+
 def _new_epoch_sums() -> dict[str, float]:
     return {"loss": 0.0, "steps": 0, "seconds": 0.0}
 
@@ -204,7 +215,9 @@ class Trainer:
     def checkpoint(self, finished: bool = False) -> None:
         """Write checkpoints/last.pt (rank 0, atomically), with every rank's generator and method state."""
         generators = distributed.per_rank(self.generator.get_state())
-        method_states = distributed.per_rank(self.method.state_dict())  # queues differ per rank without gathering
+        # Per rank (queues differ without gathering), and on the CPU before they travel: pickled CUDA tensors
+        # would be rebuilt on every other rank's GPU by all_gather_object.
+        method_states = distributed.per_rank(_to_cpu(self.method.state_dict()))
         if not self.runtime.is_main:
             return
         rundir.save_checkpoint(self.run_dir, {

@@ -118,6 +118,7 @@ def run_training(
     if config.eval.every_epochs:
         on_epoch_end = _periodic_knn(config, runtime)
     outcome = train(config, run_dir, runtime, resume=resume, progress=progress, on_epoch_end=on_epoch_end)
+    training_peak = peak_memory_bytes(runtime.device)  # before evaluation adds its own
     if runtime.distributed:
         # Rank 0 evaluates alone; the others leave now instead of waiting in a collective that could
         # time out during a long evaluation.
@@ -144,7 +145,7 @@ def run_training(
             "eval_seconds": eval_seconds,
             "wall_seconds_this_session": time.perf_counter() - wall,
             "views_per_second": outcome.views_per_second,
-            "peak_memory_bytes": peak_memory_bytes(runtime.device),
+            "peak_memory_bytes": training_peak,
             "device": str(runtime.device),
             "hardware": _hardware(runtime),
             "precision": "bf16" if runtime.autocast_dtype else "fp32",

@@ -53,9 +53,15 @@ def bf16_supported(device: torch.device) -> bool:
     return False
 
 
+def _local_gpu(local_rank: int) -> int:
+    """The GPU index of this process: LOCAL_RANK when it sees every GPU of the node, 0 when the launcher gave
+    each process one GPU of its own (CUDA_VISIBLE_DEVICES per process: LOCAL_RANK would then not exist)."""
+    return local_rank if local_rank < torch.cuda.device_count() else 0
+
+
 def choose_device(name: str, local_rank: int) -> torch.device:
     if name == "auto":
-        return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
+        return torch.device("cuda", _local_gpu(local_rank)) if torch.cuda.is_available() else torch.device("cpu")
     try:
         device = torch.device(name)
     except RuntimeError:
@@ -65,7 +71,7 @@ def choose_device(name: str, local_rank: int) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"train.device={name!r} but CUDA is not available here; use auto or cpu")
     if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", local_rank)
+        device = torch.device("cuda", _local_gpu(local_rank))
     return device
 
 
@@ -98,6 +104,9 @@ def setup(config: TrainConfig) -> Runtime:
     if device.type == "cuda":
         torch.cuda.set_device(device)
         torch.backends.cudnn.benchmark = not config.deterministic
+        torch.backends.cuda.matmul.allow_tf32 = config.tf32  # the loss's similarity products included
+        torch.backends.cudnn.allow_tf32 = config.tf32
+        torch.cuda.reset_peak_memory_stats(device)  # the run's own peak, not an earlier one in this process
     rank, world = init_distributed(device)
     if config.precision == "bf16":
         if not bf16_supported(device):
