@@ -133,6 +133,7 @@ class TrainConfig:
     channels_last: bool = _opt(True, "channels_last memory format")
     tf32: bool = _opt(False, "CUDA: TF32 matrix products (about 8x faster on Ampere and later, 10-bit mantissa)")
     gather_distributed: bool = _opt(True, "under DDP, contrast against every rank's embeddings")
+    sync_batchnorm: bool = _opt(True, "under DDP on GPUs, BatchNorm statistics over the global batch (SyncBatchNorm)")
     checkpoint_every_steps: int = _opt(0, "also checkpoint every N steps (0: end of epoch only)", check=_non_negative)
     threads: int | None = _opt(None, "torch CPU threads (default: torch's choice)", check=_positive)
     tensorboard: bool = _opt(True, "write TensorBoard scalars when tensorboard is installed")

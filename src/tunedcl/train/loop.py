@@ -129,6 +129,7 @@ class Trainer:
         self.method.to(runtime.device)
         self.wrapped: nn.Module = self.model
         if runtime.distributed:
+            self._sync_batchnorm()
             device = runtime.device
             device_ids = [device.index] if device.type == "cuda" else None
             # A method whose model has parameters without a gradient in some steps (SwAV's frozen prototypes)
@@ -151,6 +152,17 @@ class Trainer:
         self.log_every = max(1, self.steps_per_epoch // GRADIENT_BATCHES)
         self.spread_sum: torch.Tensor | None = None  # this epoch's summed embedding spread (see COLLAPSED_SPREAD)
         self.spread_steps = 0
+
+    def _sync_batchnorm(self) -> None:
+        """Under DDP on GPUs, BatchNorm over the global batch (converted in place: ``method.model`` is the same
+        module). NCCL only; on CPUs (gloo) each rank keeps its own statistics."""
+        if self.config.train.sync_batchnorm and self.runtime.device.type == "cuda":
+            nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        elif self.runtime.is_main and self.config.train.batch_size // self.runtime.world_size < 32:
+            self.progress.line(
+                f"note: {self.config.train.batch_size // self.runtime.world_size} images per process: BatchNorm "
+                "statistics of so few are noisy (train.sync_batchnorm=true syncs them on GPUs)"
+            )
 
     def _plan_steps(self) -> None:
         batch, world = self.config.train.batch_size, self.runtime.world_size
