@@ -67,6 +67,11 @@ def _build_parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser("report", help="rewrite report.md of runs / summary.md of sweeps")
     report.add_argument("dirs", nargs="+", type=Path, metavar="DIR")
+    report.add_argument(
+        "--baseline", metavar="POINT", default=None,
+        help="also write DIR/paired.md: every grid point minus this one, paired by seed (95%% interval, sign and "
+        "Wilcoxon p-values); e.g. --baseline loss.method=tcl-ssl",
+    )
 
     listing = commands.add_parser("list", help="what can be named in a config: losses, methods, models, ...")
     listing.add_argument(
@@ -131,11 +136,11 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(dirs: Sequence[Path]) -> int:
+def _report(dirs: Sequence[Path], baseline: str | None = None) -> int:
     from tunedcl.report import report_dirs
 
     try:
-        for line in report_dirs(dirs):
+        for line in report_dirs(dirs, baseline):
             print(line)
     except ValueError as error:
         print(f"tunedcl report: {error}", file=sys.stderr)
@@ -205,7 +210,7 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(f"\nsummary: {args.out / 'summary.md'}")
         return 0
     if args.command == "report":
-        return _report(args.dirs)
+        return _report(args.dirs, args.baseline)
     if args.command == "list":
         return _list(args.kind)
     if args.command == "demo":

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from tunedcl.paired import paired
 from tunedcl.rundir import MetricsLog, atomic_write_text, parse_override, write_json
 
 
@@ -342,8 +343,42 @@ def write_summary(out: Path, names: list[str] | None = None, overrides: list[tup
     return {"rows": rows, "table": "\n".join(lines)}
 
 
-def report_dirs(dirs: Iterable[Path]) -> list[str]:
-    """Rewrite report.md of each finished run and summary.md of each sweep; what was written, as lines.
+def _results_by_seed(point_dir: Path) -> dict[int, dict[str, Any]]:
+    return {int(p.parent.name[4:]): json.loads(p.read_text()) for p in point_dir.glob("seed*/results.json")
+            if p.parent.name[4:].isdigit()}
+
+
+def write_paired(out: Path, baseline: str) -> str:
+    """``OUT/paired.md``: every grid point of a sweep against the ``baseline`` point, seed by seed
+    (:mod:`tunedcl.paired`: the mean difference with its 95% t interval, seeds each way, sign and Wilcoxon
+    p-values), for linear and kNN top-1. Returns the table."""
+    points = sorted((p.name for p in out.iterdir() if p.is_dir() and any(p.glob("seed*/results.json"))),
+                    key=natural_key)
+    if baseline not in points:
+        raise ValueError(f"--baseline {baseline!r} is not a finished grid point of {out}; its points: "
+                         f"{', '.join(points) or 'none'}")
+    reference = _results_by_seed(out / baseline)
+    header = "mean [95% interval] | more/less/equal | sign p | Wilcoxon p"
+    lines = [f"Each grid point minus `{baseline}`, paired by seed (points of top-1).", "",
+             f"| grid point | pairs | linear: {header} | kNN: {header} |", "|---|---:|---|---|"]
+    for point in points:
+        runs = _results_by_seed(out / point)
+        seeds = sorted(seed for seed in runs.keys() & reference.keys()
+                       if all(runs[seed].get(k) is not None and reference[seed].get(k) is not None
+                              for k in ("linear_top1", "knn_top1")))
+        if point == baseline or not seeds:
+            continue
+        cells = [paired([reference[s][key] for s in seeds], [runs[s][key] for s in seeds]).cells()
+                 for key in ("linear_top1", "knn_top1")]
+        lines.append(f"| {point} | {len(seeds)} | {cells[0]} | {cells[1]} |")
+    table = "\n".join(lines) + "\n"
+    atomic_write_text(out / "paired.md", table)
+    return table
+
+
+def report_dirs(dirs: Iterable[Path], baseline: str | None = None) -> list[str]:
+    """Rewrite report.md of each finished run and summary.md of each sweep (and, with ``baseline``, its
+    paired.md); what was written, as lines.
 
     Raises ValueError for a folder that holds neither.
     """
@@ -353,6 +388,8 @@ def report_dirs(dirs: Iterable[Path]) -> list[str]:
             lines.append(f"{folder}: {write_run_report(folder)}")
         elif any(folder.glob("*/seed*/results.json")):
             lines += [write_summary(folder)["table"], f"{folder}: {folder / 'summary.md'}"]
+            if baseline is not None:
+                lines += [write_paired(folder, baseline), f"{folder}: {folder / 'paired.md'}"]
         else:
             raise ValueError(f"{folder} holds no finished run or sweep")
     return lines
