@@ -18,14 +18,18 @@ from pathlib import Path
 
 import yaml
 
+from tunedcl.methods import METHODS
 from tunedcl.report import natural_key
 
 
 def setting_of(run_dir: Path) -> str:
-    """The run's config without its name, method and seed: what a TCL run and its SupCon pair share."""
+    """The run's config without its name, method and seed, and without the method's hyperparameters that are
+    at their defaults (TCL has k1 and k2, SupCon a variant): what a TCL run and its SupCon pair share."""
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     config.pop("name", None)
-    config["loss"].pop("method")
+    loss = config.pop("loss")
+    specs = METHODS.get(loss.pop("method")).hyperparameter_specs()
+    config["loss"] = {k: v for k, v in loss.items() if k in specs and v != specs[k].default}
     config["train"].pop("seed")
     return json.dumps(config, sort_keys=True)
 
