@@ -354,3 +354,30 @@ def test_tensorboard_scalars_are_written_when_asked(tmp_path: Path) -> None:
     from tunedcl.train.runtime import describe_cpu
 
     assert results["hardware"].startswith(describe_cpu()) and "threads" in results["hardware"]  # model + features
+
+
+def test_a_validation_split_and_a_sweep_that_selects_on_it(tmp_path: Path) -> None:
+    """data.validation holds images out of training; the sweep picks per method on validation only, then runs
+    the chosen point with more seeds (the grid's own seed linked) and reports its test numbers."""
+    out = tmp_path / "tune"
+    command = tunedcl("sweep", "--config", "quick", "--grid", "loss.method=supcon,tcl", "optim.lr=0.05,0.2",
+                      "--seeds", "1", "--out", str(out), "--select-on", "knn", "--final-seeds", "2",
+                      *TINY[1:], "train.epochs=1", "eval.every_epochs=0", "data.validation=20")
+    done = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    results = json.loads((out / "loss.method=tcl,optim.lr=0.05" / "seed0" / "results.json").read_text())
+    assert {"val_knn_top1", "val_linear_top1", "val_fast_linear_top1"} <= set(results)
+    summary = json.loads((out / "summary.json").read_text())["rows"]
+    selected = (out / "selected.md").read_text()
+    for method in ("supcon", "tcl"):
+        rows = [r for r in summary if r["overrides"]["loss.method"] == method]
+        best = max(rows, key=lambda r: r["val_knn_top1_mean"])
+        assert f"| {method} | {best['point']} |" in selected
+        assert (out / "selected" / best["point"] / "seed0").is_symlink()  # the grid's run, linked
+        assert (out / "selected" / best["point"] / "seed1" / "results.json").is_file()  # a new seed
+    config = (out / "loss.method=tcl,optim.lr=0.05" / "seed0" / "config.yaml").read_text()
+    assert "validation: 20" in config
+    bad = subprocess.run(tunedcl("sweep", "--config", "quick", "--grid", "optim.lr=0.05", "--seeds", "1", "--out",
+                                 str(out), "--select-on", "knn", *TINY[1:], "train.epochs=1", "data.validation=0",
+                                 "eval.every_epochs=0"), env=ENV, capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "--select-on knn needs validation numbers" in bad.stderr, bad.stderr

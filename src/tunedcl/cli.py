@@ -63,6 +63,12 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="link finished runs with the identical config found under DIR instead of training them again",
     )
+    sweep.add_argument(
+        "--select-on", choices=("linear", "knn"), default=None,
+        help="then pick, per method, the point with the best mean validation top-1 (needs data.validation=N) "
+        "and run it on test with --final-seeds seeds (OUT/selected.md)",
+    )
+    sweep.add_argument("--final-seeds", type=int, default=5, help="seeds of each chosen point (default 5)")
     sweep.add_argument("overrides", nargs="*", metavar="section.key=value", help="fixed for every run")
 
     report = commands.add_parser("report", help="rewrite report.md of runs / summary.md of sweeps")
@@ -206,8 +212,13 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.command == "sweep":
         from tunedcl.train.sweep import run_sweep
 
-        print(run_sweep(args.config, args.grid, args.seeds, args.out, args.overrides, reuse=args.reuse)["table"])
-        print(f"\nsummary: {args.out / 'summary.md'}")
+        summary = run_sweep(args.config, args.grid, args.seeds, args.out, args.overrides, reuse=args.reuse)
+        print(summary["table"] + f"\n\nsummary: {args.out / 'summary.md'}")
+        if args.select_on is not None:
+            from tunedcl.train.sweep import select_and_confirm
+
+            print(select_and_confirm(args.config, args.out, args.overrides, summary["rows"], args.select_on,
+                                     args.final_seeds))
         return 0
     if args.command == "report":
         return _report(args.dirs, args.baseline)

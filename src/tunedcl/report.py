@@ -292,7 +292,7 @@ def write_summary(out: Path, names: list[str] | None = None, overrides: list[tup
             "overrides": dict(parse_override(o)[:2] for o in point),
             "seeds": len(results),
         }
-        for key in ("linear_top1", "knn_top1", *GEOMETRY_KEYS):
+        for key in ("linear_top1", "knn_top1", "val_linear_top1", "val_knn_top1", *GEOMETRY_KEYS):
             values = [r[key] for r in results if r.get(key) is not None]
             if values:
                 row[key + "_mean"], row[key + "_std"] = _mean_std(values)
@@ -303,15 +303,18 @@ def write_summary(out: Path, names: list[str] | None = None, overrides: list[tup
         rows.append(row)
     gradients = any("gradient_curves" in row for row in rows)
     shapes = [key for key in GEOMETRY_KEYS if any(key + "_mean" in row for row in rows)]
-    extra = " gradient from positives / negatives (last epoch) |" if gradients else ""
+    validation = [key for key in ("val_linear_top1", "val_knn_top1") if any(key + "_mean" in row for row in rows)]
+    extra = "".join(f" validation {key[4:].replace('_top1', '').replace('knn', 'kNN')} top-1 |" for key in validation)
+    extra += " gradient from positives / negatives (last epoch) |" if gradients else ""
     extra += "".join(f" {key} |" for key in shapes)
     lines = [
         f"| grid point | seeds | linear top-1 (%) | kNN top-1 (%) | train time per run |{extra}",
-        "|---|---:|---:|---:|---:|" + ("---:|" * (int(gradients) + len(shapes))),
+        "|---|---:|---:|---:|---:|" + ("---:|" * (len(validation) + int(gradients) + len(shapes))),
     ]
     for row in rows:
         cells = f"| {row['point']} | {row['seeds']} | {_cell(row, 'linear_top1')} | {_cell(row, 'knn_top1')} | "
         cells += f"{row['train_minutes_mean']:.1f} min |"
+        cells += "".join(f" {_cell(row, key)} |" for key in validation)
         if gradients:
             curves = row.get("gradient_curves")
             last = [curves[key][-1] for key, _ in GRADIENT_KEYS] if curves else None

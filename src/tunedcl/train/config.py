@@ -70,7 +70,9 @@ class DataConfig:
     download: bool = _opt(False, "download the dataset if it is not found")
     fraction: float | None = _opt(None, "keep this fraction of each class of the train split", check=_fraction)
     per_class: int | None = _opt(None, "keep this many images per class of the train split", check=_positive)
-    subset_seed: int = _opt(0, "seed of the fraction / per_class choice")
+    subset_seed: int = _opt(0, "seed of the fraction / per_class / validation choice")
+    validation: int = _opt(0, "hold this many training images per class out of training, to tune on (0: none)",
+                           check=_non_negative)
     augment: str = _opt("crop-flip", "augmentation preset of the training views")
     last_view_augment: str | None = _opt(None, "preset of the last view (three-view variant)")
     n_views: int = _opt(2, "views per image in contrastive pretraining", check=_positive)

@@ -45,13 +45,14 @@ def knn_only(method: Method, dataset: Any, config: Config, runtime: Runtime) -> 
 
 
 @torch.inference_mode()
-def _classifier_accuracy(model: nn.Module, dataset: Any, config: Config, runtime: Runtime) -> float:
+def _classifier_accuracy(model: nn.Module, dataset: Any, config: Config, runtime: Runtime, split: Any = None) -> float:
     from tunedcl.data.augment import normalize
 
     was_training = model.training
     model.eval()
     correct = 0
-    images, labels = dataset.test.images, dataset.test.labels
+    split = dataset.test if split is None else split
+    images, labels = split.images, split.labels
     for start in range(0, len(labels), config.eval.batch_size):
         x = normalize(images[start : start + config.eval.batch_size].to(runtime.device), dataset.mean, dataset.std)
         if config.train.channels_last:
@@ -118,4 +119,30 @@ def evaluate(method: Method, dataset: Any, config: Config, runtime: Runtime) -> 
     if "linear_top1" not in results:
         results["linear_top1"] = None
         results["linear_probe"] = "none"
+    if dataset.validation is not None:
+        results.update(_validation_metrics(method, dataset, config, runtime, train))
+    return results
+
+
+def _validation_metrics(
+    method: Method, dataset: Any, config: Config, runtime: Runtime, train: torch.Tensor
+) -> dict[str, float]:
+    """kNN, the fast probe and the model's own classifier on the validation split (data.validation): what a
+    tuning command chooses on. The probe is fitted again from zero on the same training features (L-BFGS,
+    full batch: the same classifier), and scored on the validation features; the paper's probe is not run."""
+    split = dataset.validation
+    encoder = method.evaluated_encoder(method.model)
+    features = extract_features(encoder, split.images, dataset.mean, dataset.std, batch_size=config.eval.batch_size,
+                                device=runtime.device, autocast_dtype=runtime.autocast_dtype,
+                                channels_last=config.train.channels_last)
+    knn = knn_classify(train, dataset.train.labels, features, split.labels, k=config.eval.knn_k,
+                       temperature=config.eval.knn_temperature)
+    results = {"val_knn_top1": knn.top1}
+    if method.has_classifier:
+        results["val_ce_top1"] = _classifier_accuracy(method.model, dataset, config, runtime, split)
+    if config.eval.linear_probe in ("fast", "both"):
+        probe = fit_linear_probe(train, dataset.train.labels, features, split.labels, epochs=config.eval.probe_epochs,
+                                 seed=config.train.seed)
+        results["val_fast_linear_top1"] = probe.top1
+    results["val_linear_top1"] = results.get("val_ce_top1", results.get("val_fast_linear_top1"))
     return results

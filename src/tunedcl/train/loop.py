@@ -78,6 +78,7 @@ def load_training_data(config: Config):
             fraction=data.fraction,
             per_class=data.per_class,
             seed=data.subset_seed,
+            validation=data.validation,
             **data.options,
         )
     except ValueError as error:

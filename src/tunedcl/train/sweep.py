@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tunedcl.report import write_summary
+from tunedcl.rundir import atomic_write_text
 from tunedcl.train.config import RESULT_NEUTRAL, Config, ConfigError, flat_config, load_config, load_run_config
 
 
@@ -126,3 +127,40 @@ def run_sweep(
         print(f"sweep: {'resuming' if resume else 'running'} {run_dir}", flush=True)
         run_training(None if resume else config, run_dir, resume=resume, quiet=quiet)
     return write_summary(out, [p.name for p in points], [p.overrides for p in points])
+
+
+SELECTION_METRICS = ("linear", "knn")
+
+
+def select_and_confirm(
+    config_name: str, out: Path, overrides: list[str], rows: list[dict[str, Any]], metric: str, final_seeds: int,
+    quiet: bool = True,
+) -> str:
+    """Pick, per method (the ``loss.method`` item of a grid point; one pick when the grid has none), the point
+    with the best mean validation top-1 (``metric``: linear or kNN), then run it with ``final_seeds`` seeds under
+    ``OUT/selected/<point>`` (the grid's own finished seeds are linked, not rerun) and report its test numbers.
+    Nothing chosen ever looks at the test split. Writes and returns ``OUT/selected.md``."""
+    if metric not in SELECTION_METRICS:
+        raise ConfigError(f"--select-on must be one of {', '.join(SELECTION_METRICS)}; got {metric!r}")
+    key = f"val_{metric}_top1_mean"
+    if not rows or any(key not in row for row in rows):
+        raise ConfigError(f"--select-on {metric} needs validation numbers: set data.validation=N (images per class "
+                          "held out of training) in the base config or the overrides")
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(str(row["overrides"].get("loss.method", "")), []).append(row)
+    lines = [f"Best grid point per method by mean validation {metric} top-1, then {final_seeds} seeds on test.", "",
+             f"| method | chosen point | validation {metric} top-1 | seeds | test linear top-1 | test kNN top-1 |",
+             "|---|---|---:|---:|---:|---:|"]
+    for method, members in groups.items():
+        best = max(members, key=lambda row: row[key])
+        point = [f"{k}={v}" for k, v in best["overrides"].items()]  # a grid of one point: OUT/selected/<point>
+        final = run_sweep(config_name, point, final_seeds, out / "selected", overrides, quiet=quiet,
+                          reuse=[out / best["point"]])["rows"][0]
+        lines.append(f"| {method or '-'} | {best['point']} | {best[key]:.2f} | {final['seeds']} | "
+                     f"{final['linear_top1_mean']:.2f} ± {final['linear_top1_std']:.2f} | "
+                     f"{final['knn_top1_mean']:.2f} ± {final['knn_top1_std']:.2f} |")
+    write_summary(out / "selected")  # every chosen point's summary together
+    table = "\n".join(lines) + "\n"
+    atomic_write_text(out / "selected.md", table)
+    return table

@@ -71,6 +71,7 @@ class Dataset:
         classes: class names; ``classes[label]`` names a label.
         mean, std: per-channel statistics in [0, 1] units, for normalising ``images / 255``.
         source: where the data was read from (a path or a package), for run reports.
+        validation: images held out of the training split (``load_dataset(..., validation=N)``), or None.
     """
 
     name: str
@@ -80,6 +81,7 @@ class Dataset:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     source: str = ""
+    validation: Split | None = None
 
     def __post_init__(self) -> None:
         # Tuples, so that a frozen Dataset is immutable all the way down.
@@ -95,8 +97,12 @@ class Dataset:
             raise ValueError(f"{self.name}: images must be square; got {shape[1]}x{shape[2]}")
         if len(self.mean) != shape[0] or len(self.std) != shape[0]:
             raise ValueError(f"{self.name}: mean/std need {shape[0]} values (one per channel)")
-        for split_name, split in (("train", self.train), ("test", self.test)):
-            if not len(split):
+        if self.validation is not None and tuple(self.validation.images.shape[1:]) != shape:
+            raise ValueError(f"{self.name}: validation images are {tuple(self.validation.images.shape[1:])}, "
+                             f"train images {shape}")
+        splits = (("train", self.train), ("test", self.test), ("validation", self.validation))
+        for split_name, split in splits:
+            if split is None or not len(split):
                 continue
             low, high = int(split.labels.min()), int(split.labels.max())
             if low < 0 or high >= len(self.classes):
@@ -149,6 +155,7 @@ def load_dataset(
     per_class: int | None = None,
     seed: int = 0,
     subset_test: bool = False,
+    validation: int = 0,
     **options: Any,
 ) -> Dataset:
     """Load a dataset by name: whole splits as uint8 tensors, class names, normalisation constants.
@@ -165,6 +172,9 @@ def load_dataset(
             subset is contained in a larger one with the same seed.
         subset_test: apply the subset to the test split too (default: the test split stays whole, so that
             quick runs are still scored on the full test set).
+        validation: hold this many images of each class out of the training split, as ``Dataset.validation``
+            (chosen by `seed`, before any subset, which then draws from the rest). Anything tuned is tuned on
+            it; the test split stays for the final numbers.
         **options: per-source options, e.g. ``verify=False`` (skip checksums and expected counts),
             ``label_type="coarse"`` (cifar100), ``image_size=64``, ``classes="imagenet100"``
             (image-folder). Unknown options are an error.
@@ -179,6 +189,7 @@ def load_dataset(
         raise bad_argument("root", root, "a path (str or pathlib.Path) or None")
     check_bool("download", download)
     _check_subset_args(fraction, per_class, seed, subset_test)
+    check_int("validation", validation, low=0)
 
     fn = DATASETS.get(key)
     allowed = [
@@ -188,9 +199,12 @@ def load_dataset(
     if unknown:
         raise ValueError(
             f"unknown option(s) for dataset {key!r}: {', '.join(unknown)}; "
-            f"its options are: {', '.join(allowed + ['fraction', 'per_class', 'seed', 'subset_test'])}"
+            f"its options are: {', '.join(allowed + ['fraction', 'per_class', 'seed', 'subset_test', 'validation'])}"
         )
     ds: Dataset = fn(Path(root).expanduser() if root is not None else None, download, **options)
+    if validation:
+        held, rest = hold_out(ds.train, validation, seed)
+        ds = replace(ds, train=rest, validation=held)
     if fraction is None and per_class is None:
         return ds
     train = subset_split(ds.train, fraction=fraction, per_class=per_class, seed=seed)
@@ -209,6 +223,20 @@ def _check_subset_args(fraction: Any, per_class: Any, seed: Any, subset_test: An
     check_int("per_class", per_class, low=1, allow_none=True)
     check_int("seed", seed, low=0)
     check_bool("subset_test", subset_test)
+
+
+def hold_out(split: Split, per_class: int, seed: int) -> tuple[Split, Split]:
+    """(held out, rest): the first ``per_class`` images of each class in its seeded order, and the others; a
+    class with no more than ``per_class`` images is an error (nothing would be left to train on)."""
+    held, rest = [], []
+    for perm in per_class_permutations(split.labels.numpy(), seed):
+        if len(perm) <= per_class:
+            label = int(split.labels[perm[0]])
+            raise ValueError(f"validation={per_class} would hold out all {len(perm)} training images of class "
+                             f"{label}; validation must be below the smallest class size")
+        held.append(perm[:per_class])
+        rest.append(perm[per_class:])
+    return split.take(np.sort(np.concatenate(held))), split.take(np.sort(np.concatenate(rest)))
 
 
 def per_class_permutations(labels: np.ndarray, seed: int) -> list[np.ndarray]:
