@@ -50,8 +50,8 @@ def test_auto_precision_counts_only_real_bf16_units(monkeypatch: pytest.MonkeyPa
 
 
 def test_every_torchrun_rank_picks_the_same_default_run_dir(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tunedcl.cli import default_run_dir
     from tunedcl.train.config import ConfigError
+    from tunedcl.train.run import default_run_dir
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "af0774de-060b-4dba-a0df-ba18124ba1e5")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -101,25 +100,10 @@ def _list(kind: str | None) -> int:
     return 0
 
 
-def default_run_dir(name: str) -> Path:
-    """``runs/<name>-<time>``; under torchrun ``runs/<name>-<run id>``, the same on every rank (each rank
-    stamping its own time would give each its own folder when they start in different seconds)."""
-    import os
-
-    from tunedcl.train.config import ConfigError
-
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        run_id = os.environ.get("TORCHELASTIC_RUN_ID", "")
-        if not run_id or run_id == "none":
-            raise ConfigError("under a launcher without a run id, pass --out RUN_DIR (the same on every rank)")
-        return Path("runs") / f"{name}-{run_id[:12]}"
-    return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
 def _train(args: argparse.Namespace) -> int:
     from tunedcl.train.config import ConfigError, load_config
     from tunedcl.train.loop import Interrupted, TrainingError
-    from tunedcl.train.run import run_training
+    from tunedcl.train.run import default_run_dir, run_training
 
     if args.resume:
         if args.out is None:

@@ -21,6 +21,7 @@ An entry's one-line description is its docstring's first line unless given.
 from __future__ import annotations
 
 import difflib
+import inspect
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
@@ -44,6 +45,21 @@ def first_line(text: str | None) -> str:
     summary = " ".join(paragraph)
     end = summary.find(". ")
     return summary[: end + 1] if end >= 0 else summary
+
+
+def named_parameters(
+    fn: Callable, skip: tuple[str, ...] = ("self",), keyword_only: bool = False
+) -> dict[str, inspect.Parameter]:
+    """The named parameters of ``fn`` in order (``*args`` / ``**kwargs`` and ``skip`` left out; with
+    ``keyword_only``, only those after ``*``): what a registered entry's options, hyperparameters or
+    arguments are, read from its one signature."""
+    return {
+        name: parameter
+        for name, parameter in inspect.signature(fn).parameters.items()
+        if name not in skip
+        and parameter.kind not in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL)
+        and (not keyword_only or parameter.kind is parameter.KEYWORD_ONLY)
+    }
 
 
 class Registry(Generic[T]):

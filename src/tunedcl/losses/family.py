@@ -22,7 +22,7 @@ from tunedcl.losses import engine
 from tunedcl.losses.chunked import RowKernel
 from tunedcl.losses.pairs import Pairs
 from tunedcl.losses.queue import MemoryQueue
-from tunedcl.registry import Registry
+from tunedcl.registry import Registry, named_parameters
 
 LOSSES: Registry[type[nn.Module]] = Registry("loss", "losses")
 REDUCTIONS = ("mean", "sum", "none")
@@ -212,11 +212,7 @@ class ContrastiveLoss(nn.Module):
 
 def family_parameters(cls: type[ContrastiveLoss]) -> dict[str, inspect.Parameter]:
     """The family's own constructor parameters (temperature and its hyperparameters), in order."""
-    return {
-        name: parameter
-        for name, parameter in inspect.signature(cls.__init__).parameters.items()
-        if name != "self" and parameter.kind is not inspect.Parameter.VAR_KEYWORD
-    }
+    return named_parameters(cls.__init__)
 
 
 def _common_parameters() -> list[inspect.Parameter]:
@@ -289,8 +285,7 @@ def argument_names(cls: type[nn.Module]) -> list[str]:
     """The keyword arguments a registered loss's constructor takes."""
     if issubclass(cls, ContrastiveLoss):
         return cls.argument_names()
-    return [name for name, p in inspect.signature(cls.__init__).parameters.items()
-            if name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+    return list(named_parameters(cls.__init__))
 
 
 def list_losses() -> list[str]:

@@ -23,7 +23,7 @@ from tunedcl._checks import check_int
 from tunedcl.losses import LOSSES, ContrastiveLoss, create_loss
 from tunedcl.losses.family import family_parameters
 from tunedcl.models import ContrastiveModel, ProjectionHead
-from tunedcl.registry import Registry
+from tunedcl.registry import Registry, named_parameters
 
 METHODS: Registry[type[Method]] = Registry("method")
 
@@ -57,11 +57,7 @@ class StepOutput:
 
 def init_parameters(cls: type) -> dict[str, inspect.Parameter]:
     """The named keyword arguments of ``cls.__init__`` (``**kwargs`` left out), in order."""
-    return {
-        name: parameter
-        for name, parameter in inspect.signature(cls.__init__).parameters.items()
-        if name != "self" and parameter.kind not in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL)
-    }
+    return named_parameters(cls.__init__)
 
 
 class Method:

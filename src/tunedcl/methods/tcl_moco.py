@@ -21,8 +21,13 @@ add about k2 K to D, so with K = 32768 the k1 term is 5% (s = 1) to 30% (s = -1)
 
 from __future__ import annotations
 
+from tunedcl.losses.family import family_parameters
+from tunedcl.losses.tcl import TCLLoss
 from tunedcl.methods.base import register_method
 from tunedcl.methods.mocov2 import MoCoV2
+
+# TCL's own defaults (k1 = 5000, k2 = 1, untempered), read from TCLLoss: one place holds them.
+_TCL = {name: parameter.default for name, parameter in family_parameters(TCLLoss).items()}
 
 
 @register_method("tcl-moco")
@@ -32,9 +37,9 @@ class TCLMoCo(MoCoV2):
     def __init__(
         self,
         temperature: float = 0.2,
-        k1: float = 5000.0,
-        k2: float = 1.0,
-        k1_uses_temperature: bool = False,
+        k1: float = _TCL["k1"],
+        k2: float = _TCL["k2"],
+        k1_uses_temperature: bool = _TCL["k1_uses_temperature"],
         queue_size: int = 65536,
         base_momentum: float = 0.99,
         final_momentum: float = 0.999,

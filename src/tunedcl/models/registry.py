@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from tunedcl.models.base import Encoder
-from tunedcl.registry import Registry
+from tunedcl.registry import Registry, named_parameters
 
 Builder = Callable[..., Encoder]
 B = TypeVar("B", bound=Builder)
@@ -45,11 +45,7 @@ def list_models() -> list[str]:
 
 def model_options(name: str) -> dict[str, object]:
     """The keyword options of model ``name`` (besides ``in_channels``) and their defaults."""
-    return {
-        p.name: p.default
-        for p in inspect.signature(MODELS.get(name)).parameters.values()
-        if p.name != "in_channels" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-    }
+    return {key: p.default for key, p in named_parameters(MODELS.get(name), skip=("in_channels",)).items()}
 
 
 def create_model(name: str, in_channels: int = 3, **kwargs: object) -> Encoder:

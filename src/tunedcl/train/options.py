@@ -19,7 +19,7 @@ import typing
 from collections.abc import Iterable
 from typing import Any
 
-from tunedcl.registry import Registry
+from tunedcl.registry import Registry, named_parameters
 
 Specs = dict[str, inspect.Parameter]
 
@@ -99,14 +99,8 @@ def annotation_type(parameter: inspect.Parameter) -> Any:
 def options_of(builder: Any) -> Specs:
     """The keyword options a registered builder takes (its keyword-only parameters, or every named one
     but ``in_channels`` / ``root`` / ``download`` when it has none)."""
-    parameters = {
-        name: p for name, p in inspect.signature(builder).parameters.items()
-        if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
-    }
-    keyword_only = {name: p for name, p in parameters.items() if p.kind is p.KEYWORD_ONLY}
-    if keyword_only:
-        return keyword_only
-    return {name: p for name, p in parameters.items() if name not in ("in_channels", "root", "download")}
+    keyword_only = named_parameters(builder, keyword_only=True)
+    return keyword_only or named_parameters(builder, skip=("in_channels", "root", "download"))
 
 
 def resolve(

@@ -27,6 +27,19 @@ from tunedcl.train.progress import Progress
 from tunedcl.train.runtime import Runtime, describe_cpu, peak_memory_bytes, setup
 
 
+def default_run_dir(name: str) -> Path:
+    """``runs/<name>-<time>``; under torchrun ``runs/<name>-<run id>``, the same on every rank (each rank
+    stamping its own time would give each its own folder when they start in different seconds)."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        run_id = os.environ.get("TORCHELASTIC_RUN_ID", "")
+        if not run_id or run_id == "none":
+            raise ConfigError("under a launcher without a run id, pass --out RUN_DIR (the same on every rank)")
+        return Path("runs") / f"{name}-{run_id[:12]}"
+    return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
 def _hardware(runtime: Runtime) -> str:
     if runtime.device.type == "cuda":
         return torch.cuda.get_device_name(runtime.device)

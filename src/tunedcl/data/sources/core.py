@@ -8,7 +8,6 @@ whole dataset; `load_dataset` then applies the quick-run subset options (``fract
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,7 +17,7 @@ import numpy as np
 import torch
 
 from tunedcl._checks import bad_argument, check_bool, check_int, check_real
-from tunedcl.registry import Registry
+from tunedcl.registry import Registry, named_parameters
 
 SourceFn = Callable[..., "Dataset"]
 
@@ -192,9 +191,7 @@ def load_dataset(
     check_int("validation", validation, low=0)
 
     fn = DATASETS.get(key)
-    allowed = [
-        p.name for p in inspect.signature(fn).parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY
-    ]
+    allowed = list(named_parameters(fn, keyword_only=True))
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise ValueError(
