@@ -87,6 +87,26 @@ def _check_unequal_sizes_fail_clearly(rank: int) -> None:
         tcl_loss(features, gather_distributed=True)
 
 
+def _check_gather_fills_one_buffer(rank: int) -> None:
+    """gather concatenates in rank order through the one-buffer collective: gloo (torch 2.13) supports it,
+    so the list form (all_gather + cat) is never called."""
+    list_form = dist.all_gather
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the list all_gather was used")
+
+    dist.all_gather = refuse
+    try:
+        rows = torch.arange(6, dtype=torch.float64).view(3, 2) + 100 * rank
+        gathered = dist_utils.gather(rows)
+        expected = torch.cat([torch.arange(6, dtype=torch.float64).view(3, 2) + 100 * r for r in range(WORLD)])
+        assert torch.equal(gathered, expected), gathered
+        dist_utils.check_equal_sizes(3, "gather_distributed")
+    finally:
+        dist.all_gather = list_form
+    assert dist_utils._GATHER_INTO_TENSOR is not None
+
+
 def _worker(rank: int, init_file: str, errors: str) -> None:
     import faulthandler
 
@@ -95,6 +115,7 @@ def _worker(rank: int, init_file: str, errors: str) -> None:
     torch.set_num_threads(1)
     try:
         assert dist_utils.rank() == rank and dist_utils.world_size() == WORLD
+        _check_gather_fills_one_buffer(rank)
         _check_loss_and_gradients(rank)
         _check_ddp_training_with_queue(rank)
         _check_unequal_sizes_fail_clearly(rank)

@@ -39,17 +39,37 @@ def require_process_group(argument: str) -> int:
     return world_size()
 
 
-def _gather(tensor: Tensor) -> list[Tensor]:
+# The one-buffer all-gather: ``all_gather_single`` (torch >= 2.13, which deprecates the older name) or
+# ``all_gather_into_tensor``. None once a backend has refused it (then every call uses the list form).
+_GATHER_INTO_TENSOR = getattr(dist, "all_gather_single", None) or getattr(dist, "all_gather_into_tensor", None)
+
+
+def _gather_cat(tensor: Tensor) -> Tensor:
+    """Every rank's ``tensor`` (equal shapes on every rank) concatenated along dim 0 in rank order.
+
+    One flat output buffer filled by one collective: NCCL writes into it directly, where the list form
+    allocates W tensors and copies them again in ``cat``. gloo supports it too (torch 2.13); a backend
+    that does not gets the list form (the refusal is the same on every rank, so no rank is left waiting).
+    """
+    global _GATHER_INTO_TENSOR
+    tensor = tensor.contiguous()
+    if _GATHER_INTO_TENSOR is not None:
+        out = tensor.new_empty((world_size() * tensor.shape[0], *tensor.shape[1:]))
+        try:
+            _GATHER_INTO_TENSOR(out, tensor)
+            return out
+        except (RuntimeError, NotImplementedError):
+            _GATHER_INTO_TENSOR = None
     parts = [torch.empty_like(tensor) for _ in range(world_size())]
-    dist.all_gather(parts, tensor.contiguous())
-    return parts
+    dist.all_gather(parts, tensor)
+    return torch.cat(parts, dim=0)
 
 
 def check_equal_sizes(local_rows: int, argument: str, device: torch.device | None = None) -> None:
     """Raise on every rank if the ranks hold different numbers of rows (all_gather needs equal). ``device``:
     where the rows live (NCCL needs the count on that GPU, not on whatever device happens to be current)."""
-    sizes = _gather(torch.tensor([local_rows], device=collective_device(device) if device is not None else _device()))
-    values = [int(s) for s in sizes]
+    where = collective_device(device) if device is not None else _device()
+    values = _gather_cat(torch.tensor([local_rows], device=where)).tolist()
     if len(set(values)) > 1:
         raise ValueError(
             f"{argument}=True needs the same local batch size on every rank; got {values} rows "
@@ -68,7 +88,7 @@ class _GatherWithGrad(torch.autograd.Function):
     @staticmethod
     def forward(ctx, tensor: Tensor) -> Tensor:  # type: ignore[override]
         ctx.rows = tensor.shape[0]
-        return torch.cat(_gather(tensor), dim=0)
+        return _gather_cat(tensor)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
@@ -89,7 +109,7 @@ def gather(tensor: Tensor) -> Tensor:
     """All-gather along dim 0 in rank order, without gradient (labels, ids, queue entries)."""
     if world_size() == 1:
         return tensor
-    return torch.cat(_gather(tensor), dim=0)
+    return _gather_cat(tensor)
 
 
 def all_reduce_sum(tensor: Tensor) -> Tensor:
