@@ -3,7 +3,8 @@
 tunedcl train [--config NAME_OR_YAML] [--out RUN_DIR] [--resume] [--quiet] [section.key=value ...]
 tunedcl eval RUN_DIR [eval.key=value ...]
 tunedcl sweep --config BASE --grid section.key=v1,v2 ... --seeds N --out DIR
-tunedcl report DIR ...
+tunedcl report DIR ... [--baseline POINT] [--fill DOC]
+tunedcl export SWEEP ... --to STUDY
 tunedcl list [losses|methods|models|datasets|augmentations|presets]
 tunedcl demo
 """
@@ -70,13 +71,31 @@ def _build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--final-seeds", type=int, default=5, help="seeds of each chosen point (default 5)")
     sweep.add_argument("overrides", nargs="*", metavar="section.key=value", help="fixed for every run")
 
-    report = commands.add_parser("report", help="rewrite report.md of runs / summary.md of sweeps")
+    report = commands.add_parser(
+        "report", help="rewrite report.md of runs / summary.md of sweeps and exported studies",
+        description="Rewrite report.md of each run folder, and summary.md (plus plots) of each sweep or exported "
+        "study (tunedcl export); no training. With --fill, copy the tables into a markdown document.",
+    )
     report.add_argument("dirs", nargs="+", type=Path, metavar="DIR")
     report.add_argument(
         "--baseline", metavar="POINT", default=None,
         help="also write DIR/paired.md: every grid point minus this one, paired by seed (95%% interval, sign and "
         "Wilcoxon p-values); e.g. --baseline loss.method=tcl-ssl",
     )
+    report.add_argument(
+        "--fill", metavar="DOC", type=Path, default=None,
+        help="then replace the table after each '<!-- summary|batch|paired: NAME -->' line of DOC whose NAME is "
+        "the folder name of a DIR (e.g. docs/results.md)",
+    )
+
+    export = commands.add_parser(
+        "export", help="write compact records (config, results, metrics, machine) of a sweep's finished runs",
+        description="Write one JSON record of a few kB per finished run of each SWEEP under STUDY/<point>/"
+        "seed<N>.json, to commit: tunedcl report STUDY rebuilds the sweep's tables from them on any machine. "
+        "With several sweeps, each point is named after its sweep folder (SWEEP, or SWEEP@<point>).",
+    )
+    export.add_argument("sweeps", nargs="+", type=Path, metavar="SWEEP")
+    export.add_argument("--to", type=Path, required=True, metavar="STUDY", help="folder of the records")
 
     listing = commands.add_parser("list", help="what can be named in a config: losses, methods, models, ...")
     listing.add_argument(
@@ -126,15 +145,36 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(dirs: Sequence[Path], baseline: str | None = None) -> int:
+def _report(dirs: Sequence[Path], baseline: str | None = None, fill: Path | None = None) -> int:
+    from tunedcl.docfill import fill_document
     from tunedcl.report import report_dirs
 
+    if fill is not None and not fill.is_file():
+        print(f"tunedcl report: --fill must be an existing markdown file; got {str(fill)!r}", file=sys.stderr)
+        return 2
     try:
         for line in report_dirs(dirs, baseline):
             print(line)
+        if fill is not None:
+            filled, skipped = fill_document(fill, {Path(d).name: Path(d) for d in dirs})
+            print(f"{fill}: {len(filled)} tables filled" + (f"; left as they were (folder not given): "
+                                                               f"{len(skipped)}" if skipped else ""))
     except ValueError as error:
         print(f"tunedcl report: {error}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _export(sweeps: Sequence[Path], destination: Path) -> int:
+    from tunedcl.records import export_runs
+
+    try:
+        written = export_runs(list(sweeps), destination)
+    except ValueError as error:
+        print(f"tunedcl export: {error}", file=sys.stderr)
+        return 2
+    points = sorted({path.parent.name for path in written})
+    print(f"{destination}: {len(written)} run records, {len(points)} points ({', '.join(points)})")
     return 0
 
 
@@ -205,7 +245,9 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                                      args.final_seeds))
         return 0
     if args.command == "report":
-        return _report(args.dirs, args.baseline)
+        return _report(args.dirs, args.baseline, args.fill)
+    if args.command == "export":
+        return _export(args.sweeps, args.to)
     if args.command == "list":
         return _list(args.kind)
     if args.command == "demo":

@@ -1,5 +1,5 @@
-"""Reports from run directories: report.md and plots of a run, summary.md and plots of a sweep (plots need
-matplotlib, optional)."""
+"""Reports from run directories and run records: report.md and plots of a run; summary.md, paired.md and
+plots of a sweep or of an exported study (:mod:`tunedcl.records`; plots need matplotlib, optional)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tunedcl.paired import paired
+from tunedcl.records import finished_points, point_runs
 from tunedcl.rundir import MetricsLog, atomic_write_text, parse_override, write_json
 
 
@@ -140,10 +141,11 @@ BATCH_KEYS = (  # train.log_gradients: D's three shares and the similarities, sh
 )
 
 
-def _logged_statistics(run_dirs: list[Path]) -> tuple[dict[str, list[float]], dict[str, float]]:
-    """From train.log_gradients records: per-epoch means over seeds of the gradient magnitudes (over the
-    epochs every seed logged), and the means over seeds of the last such epoch's batch statistics."""
-    per_seed = [[r for r in MetricsLog(d).read() if "grad_from_positives" in r and "epoch" in r] for d in run_dirs]
+def _logged_statistics(metrics: list[list[dict[str, Any]]]) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """From train.log_gradients records (``metrics``: each seed's metrics.jsonl): per-epoch means over seeds of
+    the gradient magnitudes (over the epochs every seed logged), and the means over seeds of the last such
+    epoch's batch statistics."""
+    per_seed = [[r for r in records if "grad_from_positives" in r and "epoch" in r] for records in metrics]
     epochs = min((len(records) for records in per_seed), default=0)
     if epochs == 0:
         return {}, {}
@@ -271,22 +273,40 @@ def natural_key(point: str) -> list[tuple[str, float, str]]:
     return key
 
 
+def point_overrides(point: str) -> tuple[str, ...]:
+    """The overrides a grid point's name spells: ``loss.k1=0,loss.k2=3`` -> both; ``base`` or an exported
+    study's ``simclr`` -> none; ``tcl-ssl-k1@loss.k1=0`` -> ``loss.k1=0`` (:func:`tunedcl.records.export_runs`)."""
+    spelled = point.rpartition("@")[2]
+    return tuple(item for item in spelled.split(",") if "=" in item)
+
+
+def _machines(results: list[dict[str, Any]]) -> str:
+    """Which machine the numbers came from: each hardware line (and torch) with its number of runs."""
+    counts: dict[str, int] = {}
+    for r in results:
+        machine = f"{r.get('hardware', 'unknown hardware')}, {r.get('precision', '?')}, torch {r.get('torch', '?')}"
+        counts[machine] = counts.get(machine, 0) + 1
+    return "; ".join(f"{machine} ({n} run{'s' * (n != 1)})" for machine, n in counts.items())
+
+
 def write_summary(out: Path, names: list[str] | None = None, overrides: list[tuple[str, ...]] | None = None) -> dict:
-    """summary.md / summary.json from the run directories under ``out`` (every grid point found there
-    when ``names`` is None)."""
+    """summary.md / summary.json from the run directories (a sweep) or run records (an exported study,
+    :mod:`tunedcl.records`) under ``out``; every grid point found there when ``names`` is None. The first
+    line of summary.md names the machine(s) the numbers came from."""
     if names is None:  # tunedcl report: the points found, in the sweep's own order when it wrote one
-        found = [p.name for p in out.iterdir() if p.is_dir() and any(p.glob("seed*/results.json"))]
+        found = finished_points(out)
         names = sorted(found, key=natural_key)
         if (out / "summary.json").is_file():
             order = [row["point"] for row in json.loads((out / "summary.json").read_text()).get("rows", [])]
             names = [n for n in order if n in found] + [n for n in names if n not in order]
-        overrides = [tuple(n.split(",")) if n != "base" else () for n in names]
-    rows = []
+        overrides = [point_overrides(n) for n in names]
+    rows, every_result = [], []
     for name, point in zip(names, overrides or [()] * len(names), strict=True):
-        finished = sorted((out / name).glob("seed*/results.json"))
-        results = [json.loads(p.read_text()) for p in finished]
+        runs = list(point_runs(out / name).values())
+        results = [run.results for run in runs]
         if not results:
             continue
+        every_result += results
         row: dict[str, Any] = {
             "point": name,
             "overrides": dict(parse_override(o)[:2] for o in point),
@@ -297,7 +317,7 @@ def write_summary(out: Path, names: list[str] | None = None, overrides: list[tup
             if values:
                 row[key + "_mean"], row[key + "_std"] = _mean_std(values)
         row["train_minutes_mean"] = statistics.fmean(r.get("train_seconds", 0.0) for r in results) / 60
-        curves, last = _logged_statistics([p.parent for p in finished])
+        curves, last = _logged_statistics([run.metrics for run in runs])
         if curves:
             row["gradient_curves"], row["last_epoch_batch"] = curves, last
         rows.append(row)
@@ -308,6 +328,8 @@ def write_summary(out: Path, names: list[str] | None = None, overrides: list[tup
     extra += " gradient from positives / negatives (last epoch) |" if gradients else ""
     extra += "".join(f" {key} |" for key in shapes)
     lines = [
+        f"Machine: {_machines(every_result)}.",
+        "",
         f"| grid point | seeds | linear top-1 (%) | kNN top-1 (%) | train time per run |{extra}",
         "|---|---:|---:|---:|---:|" + ("---:|" * (len(validation) + int(gradients) + len(shapes))),
     ]
@@ -347,16 +369,14 @@ def write_summary(out: Path, names: list[str] | None = None, overrides: list[tup
 
 
 def _results_by_seed(point_dir: Path) -> dict[int, dict[str, Any]]:
-    return {int(p.parent.name[4:]): json.loads(p.read_text()) for p in point_dir.glob("seed*/results.json")
-            if p.parent.name[4:].isdigit()}
+    return {seed: run.results for seed, run in point_runs(point_dir).items()}
 
 
 def write_paired(out: Path, baseline: str) -> str:
     """``OUT/paired.md``: every grid point of a sweep against the ``baseline`` point, seed by seed
     (:mod:`tunedcl.paired`: the mean difference with its 95% t interval, seeds each way, sign and Wilcoxon
     p-values), for linear and kNN top-1. Returns the table."""
-    points = sorted((p.name for p in out.iterdir() if p.is_dir() and any(p.glob("seed*/results.json"))),
-                    key=natural_key)
+    points = sorted(finished_points(out), key=natural_key)
     if baseline not in points:
         raise ValueError(f"--baseline {baseline!r} is not a finished grid point of {out}; its points: "
                          f"{', '.join(points) or 'none'}")
@@ -389,10 +409,10 @@ def report_dirs(dirs: Iterable[Path], baseline: str | None = None) -> list[str]:
     for folder in map(Path, dirs):
         if (folder / "results.json").is_file():
             lines.append(f"{folder}: {write_run_report(folder)}")
-        elif any(folder.glob("*/seed*/results.json")):
+        elif finished_points(folder):
             lines += [write_summary(folder)["table"], f"{folder}: {folder / 'summary.md'}"]
             if baseline is not None:
                 lines += [write_paired(folder, baseline), f"{folder}: {folder / 'paired.md'}"]
         else:
-            raise ValueError(f"{folder} holds no finished run or sweep")
+            raise ValueError(f"{folder} holds no finished run, sweep or exported study")
     return lines

@@ -1,0 +1,96 @@
+"""Copy the tables of sweep / study summaries into a markdown document (``tunedcl report --fill DOC``).
+
+A document marks where a table goes with a comment line naming the study folder:
+
+- ``<!-- summary: STUDY -->``: the machine line and the first table of ``STUDY/summary.md``;
+- ``<!-- batch: STUDY -->``: its second table (the last epoch's denominator shares and similarities);
+- ``<!-- paired: STUDY -->``: the table of ``STUDY/paired.md`` (``tunedcl report --baseline``).
+
+What follows a marker (blank lines, a ``Machine:`` line, one table) is replaced; nothing else changes, so the
+prose around the tables stays as written.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tunedcl.rundir import atomic_write_text
+
+MARKER = re.compile(r"^<!-- (summary|batch|paired): ([\w.@=,-]+) -->$")
+
+
+def _blocks(path: Path) -> tuple[str | None, list[list[str]]]:
+    """The ``Machine:`` line (or None) and the markdown tables of a summary.md / paired.md, in order."""
+    machine, tables, current = None, [], []
+    for line in path.read_text().splitlines() + [""]:
+        if line.startswith("|"):
+            current.append(line)
+            continue
+        if current:
+            tables.append(current)
+            current = []
+        if line.startswith("Machine: ") and machine is None:
+            machine = line
+    return machine, tables
+
+
+def _content(kind: str, study: Path, marker: str) -> list[str]:
+    """The lines that go after ``marker``. Raises ValueError when the study lacks the file or table."""
+    path = study / ("paired.md" if kind == "paired" else "summary.md")
+    if not path.is_file():
+        raise ValueError(f"marker {marker!r} names {path}, which does not exist (run tunedcl report on it)")
+    machine, tables = _blocks(path)
+    wanted = 1 if kind == "batch" else 0
+    if len(tables) <= wanted:
+        raise ValueError(f"{path} has no {'second ' if wanted else ''}table for marker {marker!r}")
+    head = [machine, ""] if kind == "summary" and machine else []
+    return ["", *head, *tables[wanted]]
+
+
+def _skip_old(lines: list[str], index: int) -> int:
+    """Index just after the old content of a marker (blank lines, a Machine: line, one table)."""
+    probe = index
+    while probe < len(lines) and not lines[probe].strip():
+        probe += 1
+    if probe < len(lines) and lines[probe].startswith("Machine: "):
+        probe += 1
+        while probe < len(lines) and not lines[probe].strip():
+            probe += 1
+    if probe < len(lines) and lines[probe].startswith("|"):
+        while probe < len(lines) and lines[probe].startswith("|"):
+            probe += 1
+        return probe
+    return index  # no table after the marker yet: insert, keep what follows
+
+
+def fill_document(document: Path, studies: dict[str, Path]) -> tuple[list[str], list[str]]:
+    """Replace the content after every marker of ``document`` whose study is in ``studies`` (folder name ->
+    folder). Returns the markers filled and those left as they were (their study was not given).
+
+    Raises ValueError when a given study lacks the summary or table its marker asks for; the document is
+    then unchanged.
+    """
+    lines = document.read_text().splitlines()
+    out: list[str] = []
+    filled: list[str] = []
+    skipped: list[str] = []
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        out.append(line)
+        index += 1
+        match = MARKER.match(line)
+        if not match:
+            continue
+        kind, name = match.groups()
+        if name not in studies:
+            skipped.append(line)
+            continue
+        out += _content(kind, studies[name], line)
+        index = _skip_old(lines, index)
+        if index < len(lines) and lines[index].strip():  # keep the text that follows apart from the table
+            out.append("")
+        filled.append(line)
+    atomic_write_text(document, "\n".join(out) + "\n")
+    return filled, skipped

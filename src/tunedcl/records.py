@@ -1,0 +1,129 @@
+"""Compact, durable records of finished runs: what survives a change of machine.
+
+A run directory holds checkpoints and TensorBoard files and lives on one machine. Its *record* is one JSON
+file of a few kB that keeps what a table needs: the config, the results (``results.json``, which names the
+hardware, torch and tunedcl versions), and the per-epoch metrics (``metrics.jsonl``). Records are committed
+(``docs/results/runs/``) so that ``tunedcl report`` can rebuild every table without retraining.
+
+An exported study is laid out like a sweep, one file per run instead of one folder::
+
+    STUDY/<grid point>/seed<N>.json
+
+:func:`point_runs` reads a grid point of either layout (a sweep's ``<point>/seed<N>/`` run folders or a
+study's ``<point>/seed<N>.json`` records), so the summaries and paired tables are computed by the same code
+from both.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunedcl.rundir import MetricsLog, atomic_write_text
+
+RECORD_FORMAT = "tunedcl-run-record/1"
+
+
+@dataclass(frozen=True)
+class RunData:
+    """One finished run, from its folder or its record."""
+
+    seed: int
+    results: dict[str, Any]
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    config: dict[str, Any] | None = None
+
+
+def _seed_of(name: str, prefix: str = "seed", suffix: str = "") -> int | None:
+    """``seed3`` (or ``seed3.json``) -> 3; None for any other name."""
+    if not (name.startswith(prefix) and name.endswith(suffix)):
+        return None
+    digits = name[len(prefix): len(name) - len(suffix)]
+    return int(digits) if digits.isdigit() else None
+
+
+def run_record(run_dir: Path) -> dict[str, Any]:
+    """The record of a finished run folder (``results.json`` present).
+
+    Raises ValueError when the folder holds no finished run.
+    """
+    import yaml
+
+    results_path = run_dir / "results.json"
+    if not results_path.is_file():
+        raise ValueError(f"{run_dir} holds no finished run (no results.json)")
+    config_path = run_dir / "config.yaml"
+    config = yaml.safe_load(config_path.read_text()) if config_path.is_file() else None
+    return {
+        "format": RECORD_FORMAT,
+        "config": config,
+        "results": json.loads(results_path.read_text()),
+        "metrics": MetricsLog(run_dir).read(),
+    }
+
+
+def read_record(path: Path) -> RunData:
+    """A committed record as :class:`RunData`.
+
+    Raises ValueError for a file that is not a tunedcl run record (or not named ``seed<N>.json``).
+    """
+    seed = _seed_of(path.name, suffix=".json")
+    if seed is None:
+        raise ValueError(f"{path}: a run record must be named seed<N>.json")
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: unreadable run record ({err})") from err
+    if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT or "results" not in record:
+        raise ValueError(f"{path} is not a tunedcl run record (format must be {RECORD_FORMAT!r})")
+    return RunData(seed, record["results"], record.get("metrics") or [], record.get("config"))
+
+
+def point_runs(point_dir: Path) -> dict[int, RunData]:
+    """The finished runs of one grid point by seed: run folders ``seed<N>/results.json`` of a sweep, or
+    records ``seed<N>.json`` of an exported study (a folder holds one layout or the other)."""
+    runs: dict[int, RunData] = {}
+    for path in sorted(point_dir.iterdir()) if point_dir.is_dir() else []:
+        if path.is_dir() and (seed := _seed_of(path.name)) is not None and (path / "results.json").is_file():
+            results = json.loads((path / "results.json").read_text())
+            runs[seed] = RunData(seed, results, MetricsLog(path).read())
+        elif path.is_file() and _seed_of(path.name, suffix=".json") is not None:
+            run = read_record(path)
+            runs[run.seed] = run
+    return runs
+
+
+def finished_points(study: Path) -> list[str]:
+    """Names of the grid points of a sweep or an exported study with at least one finished run."""
+    return [p.name for p in study.iterdir() if p.is_dir() and point_runs(p)] if study.is_dir() else []
+
+
+def export_runs(sources: list[Path], destination: Path) -> list[Path]:
+    """Write the record of every finished run of the sweeps ``sources`` under ``destination``.
+
+    With one sweep its grid points keep their names; with several, a point is named after its sweep folder
+    (``simclr`` for a sweep's only point ``base``, else ``tcl-ssl-k1@loss.k1=0``), so that the sweeps of one
+    study (one per method preset) become the points of one table. Existing records of the same runs are
+    overwritten. Returns the files written.
+
+    Raises ValueError for a source that is not a sweep with a finished run, or for two sources that would
+    write the same point.
+    """
+    planned: dict[Path, Path] = {}
+    for source in sources:
+        points = finished_points(source)
+        if not points:
+            raise ValueError(f"{source} is not a sweep with a finished run (no <point>/seed<N>/results.json)")
+        for point in points:
+            name = point if len(sources) == 1 else source.name if point == "base" else f"{source.name}@{point}"
+            for seed in sorted(point_runs(source / point)):
+                target = destination / name / f"seed{seed}.json"
+                if target in planned:
+                    raise ValueError(f"{planned[target]} and {source / point} would both be exported as {target}")
+                planned[target] = source / point / f"seed{seed}"
+    for target, run_dir in planned.items():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(target, json.dumps(run_record(run_dir), indent=1, sort_keys=False) + "\n")
+    return list(planned)

@@ -1,0 +1,118 @@
+"""Durable results: run records (tunedcl export), tables rebuilt from them (tunedcl report) and copied into a
+document (--fill), with no training. ``tests/data/records/example-study`` is a small committed study of
+hand-chosen numbers, so every expected cell below is computed by hand."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tunedcl.cli import main
+from tunedcl.docfill import fill_document
+from tunedcl.records import RECORD_FORMAT, export_runs, point_runs, read_record
+from tunedcl.report import point_overrides, write_summary
+
+EXAMPLE = Path(__file__).parent / "data" / "records" / "example-study"
+
+
+@pytest.fixture()
+def study(tmp_path: Path) -> Path:
+    """A copy of the committed example (reports are written next to the records)."""
+    return Path(shutil.copytree(EXAMPLE, tmp_path / "example-study"))
+
+
+def test_report_rebuilds_the_tables_of_a_committed_study(study: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["report", str(study), "--baseline", "tcl-ssl"]) == 0
+    summary = (study / "summary.md").read_text()
+    # simclr: linear 87.5, 87.0, 88.0 -> 87.50 ± 0.50; kNN 82.3, 82.0, 83.0 -> 82.43 ± 0.51; 60 s a run.
+    assert "| simclr | 3 | 87.50 ± 0.50 | 82.43 ± 0.51 | 1.0 min |" in summary
+    assert "| tcl-ssl | 3 | 87.90 ± 0.17 | 80.93 ± 0.81 | 1.5 min |" in summary
+    assert summary.startswith("Machine: Example CPU (AVX2), 2 threads, fp32, torch 2.13.0+cpu (6 runs).")
+    # simclr - tcl-ssl by seed: linear -0.5, -1.0, +0.3; kNN +1.0, +2.0, +1.5 (mean 1.5, sd 0.5, t(2) = 4.303:
+    # half-width 1.24); three of three positive: sign p = Wilcoxon p = 2/8.
+    paired = (study / "paired.md").read_text()
+    assert "| simclr | 3 | -0.40 [" in paired
+    assert "+1.50 [+0.26, +2.74] | 3/0/0 | 0.25 | 0.25 |" in paired
+    assert str(study / "summary.md") in capsys.readouterr().out
+
+
+def test_a_sweep_and_its_exported_records_give_the_same_tables(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    for point, values in {"loss.k1=0": (80.0, 81.0), "loss.k1=5000": (79.5, 82.5)}.items():
+        for seed, value in enumerate(values):
+            run = sweep / point / f"seed{seed}"
+            run.mkdir(parents=True)
+            (run / "config.yaml").write_text(f"name: s\nseed: {seed}\nloss:\n  k1: {point[8:]}\n")
+            (run / "results.json").write_text(json.dumps({"linear_top1": value, "knn_top1": value - 5,
+                                                          "train_seconds": 12.0, "hardware": "CPU X"}))
+            (run / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "step": 3, "loss": 2.0, "grad_from_positives":
+                                                           value / 100, "grad_from_negatives": 0.1}) + "\n")
+    (sweep / "loss.k1=0" / "seed2").mkdir()  # a run cut off before its results: not a finished run
+    written = export_runs([sweep], tmp_path / "study")
+    assert sorted(p.relative_to(tmp_path / "study").as_posix() for p in written) == [
+        "loss.k1=0/seed0.json", "loss.k1=0/seed1.json", "loss.k1=5000/seed0.json", "loss.k1=5000/seed1.json"]
+    record = json.loads(written[0].read_text())
+    assert record["format"] == RECORD_FORMAT and record["config"]["seed"] == 0 and record["metrics"][0]["step"] == 3
+    assert max(p.stat().st_size for p in written) < 4096  # compact: no checkpoint, no TensorBoard
+    from_runs, from_records = write_summary(sweep), write_summary(tmp_path / "study")
+    assert from_runs["table"] == from_records["table"]
+    assert [row["point"] for row in from_records["rows"]] == ["loss.k1=0", "loss.k1=5000"]
+    assert from_records["rows"][1]["overrides"] == {"loss.k1": 5000}
+    assert from_records["rows"][0]["gradient_curves"]["grad_from_positives"] == [pytest.approx(0.805)]
+
+
+def test_several_sweeps_become_the_points_of_one_study(tmp_path: Path) -> None:
+    for sweep, point in (("simclr", "base"), ("tcl-ssl-k1", "loss.k1=0"), ("tcl-ssl-k1", "loss.k1=100")):
+        run = tmp_path / "runs" / sweep / point / "seed0"
+        run.mkdir(parents=True)
+        (run / "results.json").write_text(json.dumps({"linear_top1": 1.0, "knn_top1": 2.0}))
+    export_runs([tmp_path / "runs" / "simclr", tmp_path / "runs" / "tcl-ssl-k1"], tmp_path / "study")
+    assert sorted(p.name for p in (tmp_path / "study").iterdir()) == [
+        "simclr", "tcl-ssl-k1@loss.k1=0", "tcl-ssl-k1@loss.k1=100"]
+    assert point_overrides("tcl-ssl-k1@loss.k1=100") == ("loss.k1=100",) and point_overrides("simclr") == ()
+    assert set(point_runs(tmp_path / "study" / "simclr")) == {0}
+
+
+def test_fill_replaces_only_the_tables_after_markers(study: Path, tmp_path: Path) -> None:
+    assert main(["report", str(study), "--baseline", "tcl-ssl"]) == 0
+    document = tmp_path / "results.md"
+    document.write_text("# Results\n\nProse before.\n\n<!-- summary: example-study -->\n\n| old | table |\n|---|---|\n"
+                        "\nProse after.\n\n<!-- paired: example-study -->\nText right after.\n\n"
+                        "<!-- summary: another-study -->\n\n| kept | as is |\n")
+    filled, skipped = fill_document(document, {"example-study": study})
+    assert len(filled) == 2 and skipped == ["<!-- summary: another-study -->"]
+    text = document.read_text()
+    assert "| old | table |" not in text and "| kept | as is |" in text
+    assert "Prose before.\n\n<!-- summary: example-study -->\n\nMachine: Example CPU" in text
+    assert "| simclr | 3 | 87.50 ± 0.50 | 82.43 ± 0.51 | 1.0 min |\n| tcl-ssl |" in text
+    assert "| tcl-ssl | 3 | 87.90 ± 0.17 | 80.93 ± 0.81 | 1.5 min |\n\nProse after." in text
+    assert "+1.50 [+0.26, +2.74] | 3/0/0 | 0.25 | 0.25 |\n\nText right after." in text
+    again = document.read_text()
+    fill_document(document, {"example-study": study})  # idempotent: filling twice changes nothing
+    assert document.read_text() == again
+
+
+def test_bad_records_and_folders_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    bad = tmp_path / "study" / "point" / "seed0.json"
+    bad.parent.mkdir(parents=True)
+    bad.write_text(json.dumps({"format": "something else", "results": {}}))
+    with pytest.raises(ValueError, match="is not a tunedcl run record"):
+        read_record(bad)
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="unreadable run record"):
+        read_record(bad)
+    (tmp_path / "empty").mkdir()
+    cases = [
+        (["export", str(tmp_path / "empty"), "--to", str(tmp_path / "out")], "is not a sweep with a finished run"),
+        (["report", str(tmp_path / "empty")], "holds no finished run, sweep or exported study"),
+        (["report", str(EXAMPLE), "--fill", str(tmp_path / "missing.md")], "--fill must be an existing markdown"),
+        (["report", str(tmp_path / "study")], "unreadable run record"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, (argv, err)
+    assert not (tmp_path / "out").exists()  # nothing half-written
