@@ -443,6 +443,7 @@ class _PaperProbe:
             autocast_dtype=self.options.autocast_dtype,
             channels_last=self.options.channels_last,
         )
-        weight = self.classifier.weight.detach().float().cpu()
-        bias = self.classifier.bias.detach().float().cpu()
-        return _linear_hits(features, labels.cpu(), weight, bias, 4096)
+        # Scored where the features are (the run device): no copy of the test features to the host.
+        weight = self.classifier.weight.detach().float().to(features.device)
+        bias = self.classifier.bias.detach().float().to(features.device)
+        return _linear_hits(features, labels.to(features.device), weight, bias, 4096)
