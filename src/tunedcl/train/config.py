@@ -137,6 +137,13 @@ class TrainConfig:
     gather_distributed: bool = _opt(True, "under DDP, contrast against every rank's embeddings")
     sync_batchnorm: bool = _opt(True, "under DDP on GPUs, BatchNorm statistics over the global batch (SyncBatchNorm)")
     checkpoint_every_steps: int = _opt(0, "also checkpoint every N steps (0: end of epoch only)", check=_non_negative)
+    check_finite_every: int = _opt(
+        0,
+        "read the loss and check it and the embeddings for NaN/Inf every N steps, one host sync each time (0: auto, "
+        "every step on the CPU where a sync costs nothing, every 50 on a GPU so the host can run ahead; a "
+        "checkpoint always checks first, so none holds non-finite weights)",
+        check=_non_negative,
+    )
     threads: int | None = _opt(None, "torch CPU threads (default: torch's choice)", check=_positive)
     tensorboard: bool = _opt(True, "write TensorBoard scalars when tensorboard is installed")
     log_gradients: bool = _opt(
@@ -370,7 +377,7 @@ def dump_config(config: Config) -> str:
 
 # Fields that cannot change a run's result: two runs that differ only in these are the same experiment.
 # (train.threads and train.device do count: they change floating-point reduction order.)
-RESULT_NEUTRAL = ("name", "train.tensorboard", "train.checkpoint_every_steps")
+RESULT_NEUTRAL = ("name", "train.tensorboard", "train.checkpoint_every_steps", "train.check_finite_every")
 # What `tunedcl train --resume` may change in a run: how long it trains (the schedule stretches from the
 # step it resumes at), the learning rate (to recover from a divergence), where it runs, and everything
 # about evaluation (eval.*) and logging. Anything else would make the checkpoint a different run's.

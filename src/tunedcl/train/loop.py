@@ -14,6 +14,7 @@ bit-identical weights to an uninterrupted one.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +41,9 @@ GRADIENT_BATCHES = 8  # train.log_gradients analyses every (steps_per_epoch // 8
 # is about 1 for embeddings spread over the sphere and 0 when every image maps to one point (SimSiam's measure).
 # A whole epoch below this stops the run: it does not recover, and every later epoch would be wasted.
 COLLAPSED_SPREAD = 0.01
+# train.check_finite_every=0 on an accelerator: a host sync every 50 steps lets the host queue ~50 steps of
+# kernels ahead of the GPU, and a divergence costs at most 49 wasted steps (no checkpoint is written unchecked).
+AUTO_CHECK_EVERY_ACCELERATOR = 50
 
 
 class TrainingError(RuntimeError):
@@ -114,6 +118,66 @@ def _new_epoch_sums() -> dict[str, float]:
     return {"loss": 0.0, "steps": 0, "seconds": 0.0}
 
 
+@dataclass
+class _Read:
+    """What one read of :class:`_PendingLosses` found (global over ranks)."""
+
+    loss_sum: float  # the summed (global mean) losses of the steps read
+    last_loss: float  # the last of them
+    non_finite: str  # what was non-finite, e.g. "the loss (nan)"; "" when all was finite
+
+
+class _PendingLosses:
+    """Losses and finiteness flags of the steps since the last read, kept on the training device.
+
+    Summed in float64, the sum a Python float accumulating ``float(loss)`` each step would give (float32
+    losses convert exactly), so a read every step reproduces the per-step numbers bit for bit. A local loss
+    (``is_global`` false) is averaged over ranks at the read; the average of the sums is the sum of the
+    averages. MPS has no float64; it sums in float32.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.dtype = torch.float32 if device.type == "mps" else torch.float64
+        self.clear()
+
+    def clear(self) -> None:
+        self.losses: torch.Tensor | None = None  # [2]: sum of the losses, the last loss
+        self.flags: dict[str, torch.Tensor] = {}  # what -> True if it was non-finite at some step
+        self.steps = 0  # how many steps the losses hold
+        self.last_step = 0  # the (1-based) number of the last of them
+        self.is_global = True
+
+    def add(self, loss: torch.Tensor, is_global: bool, step: int) -> None:
+        value = loss.to(self.dtype).reshape(1)
+        self.losses = torch.cat([value, value]) if self.losses is None else torch.cat([self.losses[:1] + value, value])
+        self.is_global = is_global
+        self.steps += 1
+        self.last_step = step
+
+    def flag(self, what: str, tensor: torch.Tensor) -> None:
+        bad = ~torch.isfinite(tensor).all()
+        self.flags[what] = bad if what not in self.flags else self.flags[what] | bad
+
+    def read(self) -> _Read:
+        """One host sync (``tolist``), after one all_reduce under DDP (every rank reads at the same steps, and
+        the methods flag the same names in the same order, so the reduced tensors match)."""
+        assert self.losses is not None
+        mine = torch.cat([self.losses, *(flag.to(self.dtype).reshape(1) for flag in self.flags.values())])
+        world, n = distributed.world_size(), mine.numel()
+        if world > 1:
+            reduced = distributed.all_reduce_sum(mine.to(distributed.collective_device(self.device)))
+            both = torch.cat([mine.to(reduced.device), reduced]).tolist()
+            values, total = both[:n], both[n:]
+        else:
+            values = total = mine.tolist()
+        loss_sum, last = (values[0], values[1]) if self.is_global else (total[0] / world, total[1] / world)
+        bad = [what for what, count in zip(self.flags, total[2:], strict=True) if count > 0]
+        if not math.isfinite(total[0]):  # a non-finite loss on any rank makes the sum over ranks non-finite
+            bad.append(f"the loss ({last})")
+        return _Read(loss_sum, last, " and ".join(bad))
+
+
 class Trainer:
     """One run's training state and its four phases. Construct, :meth:`restore` if resuming, :meth:`run`."""
 
@@ -145,6 +209,13 @@ class Trainer:
         self.step, self.epoch_sums = 0, _new_epoch_sums()
         self.metrics = rundir.MetricsLog(run_dir)
         self.trained_seconds, self.last_loss = 0.0, float("nan")
+        # The loss and the finiteness flags stay on the device between reads (every check_every steps, and
+        # before every checkpoint and epoch record), so a step needs no host sync of its own.
+        self.check_every = config.train.check_finite_every or (
+            1 if runtime.device.type == "cpu" else AUTO_CHECK_EVERY_ACCELERATOR
+        )
+        self.pending = _PendingLosses(runtime.device)
+        self._closing_step = False  # the step being taken ends an epoch or the run
         # train.log_gradients: every log_every-th batch of an epoch (8 to 15 of them), analysed at its end (one
         # batch alone is noisy; the analysis runs outside the timed steps). An epoch resumed mid-way averages
         # only the batches logged after the resume.
@@ -226,7 +297,9 @@ class Trainer:
         self.step, self.epoch_sums = state["step"], state["epoch_sums"]
 
     def checkpoint(self, finished: bool = False) -> None:
-        """Write checkpoints/last.pt (rank 0, atomically), with every rank's generator and method state."""
+        """Write checkpoints/last.pt (rank 0, atomically), with every rank's generator and method state.
+        The steps not yet checked are checked first: a checkpoint never holds non-finite weights."""
+        self._read_losses()
         generators = distributed.per_rank(self.generator.get_state())
         # Per rank (queues differ without gathering), and on the CPU before they travel: pickled CUDA tensors
         # would be rebuilt on every other rank's GPU by all_gather_object.
@@ -248,17 +321,51 @@ class Trainer:
         })
 
     # --- one step ---------------------------------------------------------------------------------------------
+    def _checks_this_step(self) -> bool:
+        """Whether the step being taken (``self.step + 1``) reads the device: every ``check_every``-th, and the
+        last of an epoch or of the run (so the epoch's timed steps include the wait for the device)."""
+        return (self.step + 1) % self.check_every == 0 or self._closing_step
+
     def _check_finite(self, what: str, tensor: torch.Tensor) -> None:
+        """The methods' check of their embeddings: at once on a checking step (before the loss is even
+        computed), else noted on the device and raised at the next read."""
+        if not self._checks_this_step():
+            self.pending.flag(what, tensor)
+            return
         # Every rank must stop together, or the others would wait in a collective forever.
         if distributed.any_rank(not bool(torch.isfinite(tensor).all()), self.runtime.device):
             raise self._non_finite(what)
 
-    def _non_finite(self, what: str) -> TrainingError:
-        epoch = self.step // self.steps_per_epoch
-        return TrainingError(
-            f"{what} became non-finite at step {self.step + 1} (epoch {epoch + 1}); the last good checkpoint "
-            f"({self.run_dir / rundir.CHECKPOINT}) is kept. Lower optim.lr, add warm-up, or check the data."
+    def _non_finite(self, what: str, first: int | None = None, last: int | None = None) -> TrainingError:
+        """The error for ``what`` found non-finite in one of the steps ``first..last`` (1-based; default: the
+        step being taken)."""
+        last = self.step + 1 if last is None else last
+        first = last if first is None else first
+        when = f"at step {last}" if first == last else (
+            f"at a step from {first} to {last} (checked every {self.check_every}: train.check_finite_every)"
         )
+        return TrainingError(
+            f"{what} became non-finite {when} (epoch {(last - 1) // self.steps_per_epoch + 1}); the last good "
+            f"checkpoint ({self.run_dir / rundir.CHECKPOINT}) is kept. Lower optim.lr, add warm-up, or check the data."
+        )
+
+    def _read_losses(self) -> None:
+        """The losses and flags gathered on the device since the last read: one host sync (and, under DDP, one
+        all_reduce); raises on every rank together if anything was non-finite; adds the losses to the epoch."""
+        if not self.pending.steps:
+            return
+        read = self.pending.read()
+        if read.non_finite:
+            raise self._non_finite(read.non_finite, self.pending.last_step - self.pending.steps + 1,
+                                   self.pending.last_step)
+        self.epoch_sums["loss"] += read.loss_sum
+        self.last_loss = read.last_loss
+        self.pending.clear()
+
+    def shown_loss(self) -> float:
+        """The epoch's mean loss over the steps read so far (the progress bar's; no sync)."""
+        read_steps = self.epoch_sums["steps"] - self.pending.steps
+        return self.epoch_sums["loss"] / read_steps if read_steps else float("nan")
 
     def _views(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         train, device, data = self.dataset.train, self.runtime.device, self.config.data
@@ -291,6 +398,7 @@ class Trainer:
     def train_step(self, order: torch.Tensor, index: int) -> float:
         """One optimiser step on the ``index``-th batch of the epoch's ``order``; returns the seconds it took."""
         tic = time.perf_counter()
+        self._closing_step = index + 1 == self.steps_per_epoch or self.step + 1 >= self.total_steps
         start = index * self.batch + self.runtime.rank * self.local_batch
         views, labels = self._views(order[start : start + self.local_batch])
         batch = Batch(views, labels, self.wrapped, self.memory_format, self._check_finite, step=self.step,
@@ -301,21 +409,17 @@ class Trainer:
             self._track_spread(out.embeddings.detach())
             if self.gradient_terms is not None and index % self.log_every == 0:
                 self.logged_batches.append((out.embeddings.detach(), out.labels))
-        value = float(out.loss.detach())
-        if not out.is_global:
-            value = distributed.mean_over_ranks(value, self.runtime.device)  # a local loss: the global mean
-        if distributed.any_rank(value != value or value in (float("inf"), float("-inf")), self.runtime.device):
-            raise self._non_finite(f"the loss ({value})")
+        self.pending.add(out.loss.detach(), out.is_global, self.step + 1)
+        if self._checks_this_step():
+            self._read_losses()  # before backward: a non-finite loss never reaches the weights on a checking step
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         self.optimizer.step()
         self.step += 1
         self.method.after_step(self.step, self.total_steps)
         self.scheduler.step()
-        self.last_loss = value
         seconds = time.perf_counter() - tic
         self.trained_seconds += seconds
-        self.epoch_sums["loss"] += value
         self.epoch_sums["steps"] += 1
         self.epoch_sums["seconds"] += seconds
         return seconds
@@ -323,6 +427,7 @@ class Trainer:
     # --- end of an epoch --------------------------------------------------------------------------------------
     def end_epoch(self, epoch: int, board: Any) -> None:
         """The epoch's metrics record (and periodic evaluation, gradient statistics), then a checkpoint."""
+        self._read_losses()
         sums = self.epoch_sums
         record = {
             "epoch": epoch + 1,
@@ -374,12 +479,14 @@ class Trainer:
                 self.wrapped.train()
                 for index in range(first, self.steps_per_epoch):
                     seconds = self.train_step(order, index)
-                    sums = self.epoch_sums
-                    self.progress.update(epoch, self.epochs, index + 1, self.steps_per_epoch,
-                                         sums["loss"] / sums["steps"], views_per_step / max(seconds, 1e-9))
+                    self.progress.update(epoch, self.epochs, index + 1, self.steps_per_epoch, self.shown_loss(),
+                                         views_per_step / max(seconds, 1e-9))
                     if index + 1 == self.steps_per_epoch or self.step >= self.total_steps:
                         break  # the epoch's record and checkpoint come first; a stop request after them
-                    if distributed.any_rank(stop.requested, device):
+                    # Under DDP asking every rank is a collective and a host sync: only at the checking steps
+                    # (one process asks itself every step, for free).
+                    ask = self.runtime.world_size == 1 or self.step % self.check_every == 0
+                    if ask and distributed.any_rank(stop.requested, device):
                         self.checkpoint()
                         raise self._interrupted()
                     every = config.train.checkpoint_every_steps
