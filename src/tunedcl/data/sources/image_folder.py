@@ -11,6 +11,8 @@ within a few grey levels of a full decode. Later loads map those files instead o
 The cache lives in ``<cache_dir>/<key>/`` where the key hashes the root, the options and every
 file's path, size and modification time: change any image and the next load rebuilds. It is written
 to a temporary folder and renamed into place, so an interrupted build is never mistaken for a cache.
+Processes that load the same tree at once (the ranks of a torchrun job, parallel sweep runs) take turns
+through a lock on the cache folder: the first builds, the others wait and then map what it built.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from functools import partial
 from importlib import resources
 from pathlib import Path
@@ -176,6 +179,49 @@ def _build(
     (tmp / "index.json").write_text(json.dumps(index))
 
 
+@contextmanager
+def _exclusive(parent: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the cache folder ``parent`` (``flock`` on the folder itself: no lock file to
+    leave behind, released by the kernel if the holder dies). Without it every torchrun rank would decode the
+    whole tree at once (8x the work and the disk). Where ``flock`` does not exist (Windows) there is no lock;
+    concurrent builds then still end in one cache (the rename in `image_folder`)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    handle = os.open(parent, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("another process is building an image cache in %s; waiting for it", parent)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)  # closing the last descriptor releases the lock
+
+
+def _build_once(folder: Path, build: Callable[[Path], None]) -> None:
+    """``build(tmp)`` into a temporary folder renamed to ``folder``, unless ``folder`` holds a cache by the time
+    this process holds the lock (another one built it while this one waited)."""
+    parent = folder.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    with _exclusive(parent):
+        if (folder / "index.json").is_file():
+            return
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".part", dir=parent))
+        try:
+            build(tmp)
+            try:
+                os.rename(tmp, folder)
+            except OSError:
+                if not (folder / "index.json").is_file():  # not a concurrent build that finished first
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _load_split(folder: Path, split: str, labels: list[int]) -> Split:
     """The cached images of `split`, memory-mapped; `labels` come from the scan the cache key covers."""
     path = folder / f"{split}.npy"
@@ -248,17 +294,8 @@ def image_folder(
     parent = Path(cache_dir).expanduser() if cache_dir is not None else files.cache_dir() / "image-folder"
     folder = parent / _cache_key(root, image_size, channels, class_names, listing)
     if not (folder / "index.json").is_file():
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".part", dir=parent))
-        try:
-            _build(tmp, image_size, channels, class_names, listing, workers or min(os.cpu_count() or 1, 8))
-            try:
-                os.rename(tmp, folder)
-            except OSError:
-                if not (folder / "index.json").is_file():  # not a concurrent build that finished first
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        threads = workers or min(os.cpu_count() or 1, 8)
+        _build_once(folder, lambda tmp: _build(tmp, image_size, channels, class_names, listing, threads))
 
     train = _load_split(folder, "train", listing["train"][2])
     test = _load_split(folder, "test", listing["test"][2])
