@@ -30,6 +30,7 @@ from tunedcl import __version__, distributed, rundir
 from tunedcl.analysis import batch_gradient_statistics
 from tunedcl.data import load_dataset
 from tunedcl.data.augment import make_views
+from tunedcl.data.prefetch import BatchPrefetcher
 from tunedcl.methods import Batch, Method, create_method
 from tunedcl.train.builders import build_encoder, build_optimizer, build_scheduler
 from tunedcl.train.config import RESUMABLE, Config, ConfigError, flat_config
@@ -216,6 +217,12 @@ class Trainer:
         )
         self.pending = _PendingLosses(runtime.device)
         self._closing_step = False  # the step being taken ends an epoch or the run
+        # On a GPU, a host-held split's next batch is copied from pinned memory while this step runs; on the CPU
+        # the batch is indexed as it always was.
+        train = self.dataset.train
+        on_host = train.images.device.type == "cpu"
+        self.prefetcher = (BatchPrefetcher(train.images, train.labels, runtime.device)
+                           if runtime.device.type == "cuda" and on_host else None)
         # train.log_gradients: every log_every-th batch of an epoch (8 to 15 of them), analysed at its end (one
         # batch alone is noisy; the analysis runs outside the timed steps). An epoch resumed mid-way averages
         # only the batches logged after the resume.
@@ -367,10 +374,13 @@ class Trainer:
         read_steps = self.epoch_sums["steps"] - self.pending.steps
         return self.epoch_sums["loss"] / read_steps if read_steps else float("nan")
 
-    def _views(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _views(self, rows: torch.Tensor, next_rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         train, device, data = self.dataset.train, self.runtime.device, self.config.data
-        images = train.images[rows].to(device, non_blocking=True)
-        labels = train.labels[rows].to(device, non_blocking=True)
+        if self.prefetcher is not None:
+            images, labels = self.prefetcher.fetch(rows, next_rows)
+        else:
+            images = train.images[rows].to(device, non_blocking=True)
+            labels = train.labels[rows].to(device, non_blocking=True)
         views = make_views(images, self.n_views, data.augment, self.dataset.mean, self.dataset.std,
                            generator=self.generator, last_view_preset=data.last_view_augment)
         return views.contiguous(memory_format=torch.contiguous_format), labels
@@ -400,7 +410,9 @@ class Trainer:
         tic = time.perf_counter()
         self._closing_step = index + 1 == self.steps_per_epoch or self.step + 1 >= self.total_steps
         start = index * self.batch + self.runtime.rank * self.local_batch
-        views, labels = self._views(order[start : start + self.local_batch])
+        # The next step's rows in this epoch (the first batch of an epoch is copied when it is needed).
+        following = None if self._closing_step else order[start + self.batch : start + self.batch + self.local_batch]
+        views, labels = self._views(order[start : start + self.local_batch], following)
         batch = Batch(views, labels, self.wrapped, self.memory_format, self._check_finite, step=self.step,
                       epoch=self.step // self.steps_per_epoch)
         with self.runtime.autocast():
