@@ -27,11 +27,11 @@ import functools
 import math
 import random
 import statistics
-import time
 from collections.abc import Callable
 
 import numpy as np
 import torch
+from _device import add_device_argument, resolve_device, timed
 from PIL import Image, ImageEnhance, ImageOps
 from torch import nn
 
@@ -232,14 +232,18 @@ def small_cnn(in_channels: int) -> tuple[nn.Module, str]:
 
 
 # --------------------------------------------------------------------------------------------- timing
-def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
+CPU = torch.device("cpu")
+
+
+def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 2,
+                   device: torch.device = CPU) -> float:
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = timed(device)
         fn()
-        times.append(time.perf_counter() - start)
+        times.append(timed(device) - start)
     return statistics.median(times)
 
 
@@ -251,14 +255,15 @@ def augmentation_vs_step(
     Augmentation and step alternate as in a training loop, so both see the same machine load and the
     allocator state of a real run; the step trains on the views just made (bf16 autocast, channels_last).
     """
+    device = images.device
     net, label = small_cnn(images.shape[1])
-    net = net.to(memory_format=torch.channels_last).train()
+    net = net.to(device, memory_format=torch.channels_last).train()
     optimiser = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
 
     def step(views: torch.Tensor) -> None:
         x = views.flatten(0, 1).contiguous(memory_format=torch.channels_last)
         optimiser.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast(device.type, dtype=torch.bfloat16):
             loss = net(x).float().pow(2).mean()
         loss.backward()
         optimiser.step()
@@ -269,13 +274,13 @@ def augmentation_vs_step(
         generator = torch.Generator().manual_seed(0)
         times = []
         for r in range(repeats + 1):  # the first round is the warm-up
-            start = time.perf_counter()
+            start = timed(device)
             views = make_views(images, N_VIEWS, preset, mean, std, generator)
-            middle = time.perf_counter()
+            middle = timed(device)
             step(views)
             if r:
                 times.append(middle - start)
-                step_times.append(time.perf_counter() - middle)
+                step_times.append(timed(device) - middle)
         aug[preset] = statistics.median(times)
     return aug, statistics.median(step_times), label
 
@@ -287,9 +292,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7, help="timed repeats (median reported)")
     parser.add_argument("--pillow-views", type=int, default=512, help="views timed for the Pillow baseline")
     parser.add_argument("--cnn-repeats", type=int, default=3, help="augment + train-step rounds per preset")
+    add_device_argument(parser)
     args = parser.parse_args()
+    device = resolve_device(args.device)
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch} x {N_VIEWS} views")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch} x {N_VIEWS} views, "
+          f"augmentations on {device} (the Pillow baseline on the CPU)")
 
     configs = [(1, 28, (0.5,), (0.5,)), (3, 32, (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))]
     rows, shares = [], []
@@ -302,12 +310,12 @@ def main() -> None:
         shape = f"{size}x{size}x{channels}"
         for preset in list_presets():
             generator = torch.Generator().manual_seed(0)
-            ours_fn = functools.partial(make_views, images, N_VIEWS, preset, mean, std, generator)
-            ours = args.batch * N_VIEWS / median_seconds(ours_fn, args.repeats)
+            ours_fn = functools.partial(make_views, images.to(device), N_VIEWS, preset, mean, std, generator)
+            ours = args.batch * N_VIEWS / median_seconds(ours_fn, args.repeats, device=device)
             pil_fn = functools.partial(pillow_views, pil_arrays, PIL_RECIPES[preset], mean_t, std_t, random.Random(0))
             theirs = args.pillow_views / median_seconds(pil_fn, max(3, args.repeats // 2), warmup=1)
             rows.append((preset, shape, ours, theirs, ours / theirs))
-        aug, step, label = augmentation_vs_step(images, mean, std, args.cnn_repeats)
+        aug, step, label = augmentation_vs_step(images.to(device), mean, std, args.cnn_repeats)
         shares += [(preset, shape, seconds, step) for preset, seconds in aug.items()]
 
     print()

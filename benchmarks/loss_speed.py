@@ -29,7 +29,8 @@ import platform
 import resource
 import subprocess
 import sys
-import time
+
+from _device import add_device_argument, resolve_device, timed
 
 IMPLEMENTATIONS = ["floor", "tunedcl auto", "tunedcl chunked", "tunedcl dense", "tunedcl bf16", "naive",
                    "pml SupCon"]
@@ -67,15 +68,16 @@ def _rss_bytes() -> int:
         return int(handle.read().split()[1]) * resource.getpagesize()
 
 
-def run_case(implementation: str, n: int, dim: int, threads: int, repeats: int) -> dict:
+def run_case(implementation: str, n: int, dim: int, threads: int, repeats: int, device_name: str = "cpu") -> dict:
     """Time forward+backward of one implementation at one size (called in a fresh process)."""
     import torch
 
+    device = resolve_device(device_name)
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    features = torch.randn(n, dim)
-    labels = torch.randint(0, 100, (n,))
-    grad_scale = torch.tensor(1.0)
+    features = torch.randn(n, dim).to(device)
+    labels = torch.randint(0, 100, (n,)).to(device)
+    grad_scale = torch.tensor(1.0, device=device)
 
     if implementation == "floor":
         z = features.clone()
@@ -107,7 +109,7 @@ def run_case(implementation: str, n: int, dim: int, threads: int, repeats: int) 
                 "tunedcl dense": {"chunk_size": 0},
                 "tunedcl bf16": {"similarity_dtype": torch.bfloat16},
             }[implementation]
-            loss = TCLLoss(temperature=TEMPERATURE, k1=K1, k2=K2, **options)
+            loss = TCLLoss(temperature=TEMPERATURE, k1=K1, k2=K2, **options).to(device)
             fn = lambda x: loss(x, labels)  # noqa: E731
 
         def step() -> None:
@@ -116,23 +118,29 @@ def run_case(implementation: str, n: int, dim: int, threads: int, repeats: int) 
             (value * grad_scale).backward()
 
     baseline = _rss_bytes()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        baseline = torch.cuda.memory_allocated(device)
     times = []
     if n > 16384:  # a single iteration takes a minute or more: one timed run, no warm-up
         repeats, warm_up = 1, 0
     else:
         warm_up = 1
     for _ in range(repeats + warm_up):
-        start = time.perf_counter()
+        start = timed(device)
         step()
-        times.append(time.perf_counter() - start)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - baseline
+        times.append(timed(device) - start)
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device) - baseline
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - baseline
     measured = sorted(times[warm_up:])
     return {"seconds": measured[len(measured) // 2], "peak_bytes": max(peak, 0)}
 
 
 def _run_in_subprocess(implementation: str, n: int, args: argparse.Namespace) -> dict:
     command = [sys.executable, __file__, "--case", implementation, str(n), "--threads", str(args.threads),
-               "--repeats", str(args.repeats), "--dim", str(args.dim)]
+               "--repeats", str(args.repeats), "--dim", str(args.dim), "--device", args.device]
     done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout)
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
@@ -159,14 +167,17 @@ def main() -> None:
     parser.add_argument("--memory-limit", type=float, default=16.0, help="GiB; larger cases are not run")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per case")
     parser.add_argument("--json", help="also write the raw results here")
+    add_device_argument(parser)
     parser.add_argument("--case", nargs=2, metavar=("IMPLEMENTATION", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
-        print(json.dumps(run_case(args.case[0], int(args.case[1]), args.dim, args.threads, args.repeats)))
+        print(json.dumps(run_case(args.case[0], int(args.case[1]), args.dim, args.threads, args.repeats,
+                                  args.device)))
         return
 
     import torch
 
+    resolve_device(args.device)  # a device that is not here fails now, not once per case
     print(f"# loss_speed: supervised TCL (k1={K1:g}, k2={K2:g}, tau={TEMPERATURE}), D = {args.dim}, fp32, "
           f"{args.threads} threads, 100 classes, median of {args.repeats} forward+backward")
     print(f"# torch {torch.__version__}, {platform.processor() or platform.machine()}, "

@@ -16,10 +16,10 @@ from __future__ import annotations
 import argparse
 import platform
 import tempfile
-import time
 from pathlib import Path
 
 import torch
+from _device import add_device_argument, timed
 
 from tunedcl.data.augment import make_views
 from tunedcl.methods import Batch
@@ -65,10 +65,10 @@ def model_only_rate(config, runtime, steps: int) -> float:
 
     for _ in range(5):  # warm-up
         step()
-    start = time.perf_counter()
+    start = timed(runtime.device)
     for _ in range(steps):
         step()
-    return steps * batch * config.data.n_views / (time.perf_counter() - start)
+    return steps * batch * config.data.n_views / (timed(runtime.device) - start)
 
 
 def pipeline_rate(config, runtime, steps: int) -> float:
@@ -83,10 +83,12 @@ def main() -> None:
     parser.add_argument("--config", default="default")
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--threads", type=int, default=2)
+    add_device_argument(parser, default="auto")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    config = load_config(args.config, args.overrides)
+    # --device is train.device (auto: CUDA when there is one); an explicit train.device= override wins.
+    config = load_config(args.config, [f"train.device={args.device}", *args.overrides])
     runtime = setup(config.train)
     precision = "bf16 autocast" if runtime.autocast_dtype else "fp32"
     print(

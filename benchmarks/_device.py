@@ -1,0 +1,41 @@
+"""The benchmarks' ``--device`` flag and the synchronisation around timed regions.
+
+CUDA kernels run asynchronously: a timer read right after launching them measures the launch, not the
+work. Every timed region of a benchmark therefore starts and ends with :func:`synchronize`, which waits for
+the device on CUDA and does nothing elsewhere (the CPU has nothing queued).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+
+def add_device_argument(parser: argparse.ArgumentParser, default: str = "cpu") -> None:
+    parser.add_argument("--device", default=default,
+                        help=f"cpu, cuda or cuda:N (default {default}); CUDA timings synchronise the device")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``name`` as a torch.device; a one-line error when it names CUDA and none is here."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise SystemExit(f"--device {name!r}: not a device (cpu, cuda or cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"--device {name!r}: CUDA is not available here")
+    return device
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA only)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(device: torch.device) -> float:
+    """``time.perf_counter()`` after the device has finished its queued work: the start or end of a region."""
+    synchronize(device)
+    return time.perf_counter()
