@@ -20,6 +20,7 @@ from tunedcl.evaluate import extract_features, fit_linear_probe
 from tunedcl.evaluate.knn import KNNResult
 from tunedcl.evaluate.linear_probe import ProbeResult
 from tunedcl.models import create_model
+from tunedcl.records import equal_protocol_results
 from tunedcl.train.config import load_config
 from tunedcl.train.loop import build_method
 from tunedcl.train.runtime import Runtime
@@ -134,14 +135,14 @@ def test_ce_without_a_probe_reports_no_linear_top1_but_its_head() -> None:
 def test_earlier_results_files_read_with_todays_meaning_of_linear_top1() -> None:
     old_ce = {"linear_top1": 81.0, "ce_top1": 81.0, "linear_probe": "the cross-entropy classifier itself",
               "fast_linear_top1": 84.5, "val_ce_top1": 80.0, "val_fast_linear_top1": 83.0, "val_linear_top1": 80.0}
-    new = evaluation.equal_protocol_results(old_ce)
+    new = equal_protocol_results(old_ce)
     assert new["linear_top1"] == 84.5 and new["val_linear_top1"] == 83.0
     assert new["ce_top1"] == 81.0 and new["linear_probe"] == "fast (cached features)"
     assert old_ce["linear_top1"] == 81.0  # the caller's dict is not changed
-    both = evaluation.equal_protocol_results({**old_ce, "paper_linear_top1": 86.0})
+    both = equal_protocol_results({**old_ce, "paper_linear_top1": 86.0})
     assert both["linear_top1"] == 86.0  # the paper's probe wins when it ran, as for every method
-    no_probe = evaluation.equal_protocol_results({"linear_top1": 81.0, "ce_top1": 81.0,
+    no_probe = equal_protocol_results({"linear_top1": 81.0, "ce_top1": 81.0,
                                                   "linear_probe": "the cross-entropy classifier itself"})
     assert no_probe["linear_top1"] is None and no_probe["linear_probe"] == "none"
     contrastive = {"linear_top1": 84.0, "knn_top1": 80.0, "linear_probe": "fast (cached features)"}
-    assert evaluation.equal_protocol_results(contrastive) == contrastive
+    assert equal_protocol_results(contrastive) == contrastive

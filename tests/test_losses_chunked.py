@@ -71,7 +71,8 @@ def test_large_batch_matches_dense_in_float64() -> None:
 
 
 @pytest.mark.parametrize("chunk_size", [0, None])
-def test_bf16_similarities_stay_close_and_finite(chunk_size: int | None) -> None:
+def test_bf16_similarities_stay_close_and_finite(chunk_size: int | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("tunedcl.hardware.fast_bf16", lambda device: True)  # the bf16 path on every CPU
     g = torch.Generator().manual_seed(44)
     features = torch.randn(256, 2, 128, generator=g)
     labels = torch.randint(0, 10, (256,), generator=g)
@@ -143,3 +144,30 @@ def test_a_dominant_positive_does_not_push_the_negatives_into_underflow(name: st
     assert torch.isfinite(chunked).all() and torch.isfinite(chunked_grad).all()
     torch.testing.assert_close(chunked, dense, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(chunked_grad, dense_grad, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("chunk_size", [0, None])
+def test_bf16_similarities_fall_back_to_fp32_where_bf16_is_emulated(
+    chunk_size: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a CPU without AVX512-BF16 / AMX, bf16 similarities are emulated (21x slower than fp32 on an AVX2
+    EPYC): the loss warns once and computes in fp32, so its value is the fp32 one exactly."""
+    import warnings
+
+    from tunedcl import hardware
+
+    g = torch.Generator().manual_seed(45)
+    features = torch.randn(64, 2, 16, generator=g)
+    labels = torch.randint(0, 5, (64,), generator=g)
+    exact = TCLLoss(chunk_size=chunk_size)(features, labels)
+    monkeypatch.setattr(hardware, "fast_bf16", lambda device: True)
+    assert TCLLoss(chunk_size=chunk_size, similarity_dtype=torch.bfloat16)(features, labels) != exact  # bf16 used
+    monkeypatch.setattr(hardware, "fast_bf16", lambda device: False)
+    monkeypatch.setattr(hardware, "_warned", set())
+    with pytest.warns(RuntimeWarning, match=r"similarity_dtype=torch.bfloat16 on cpu: this device has no "
+                                            r"AVX512-BF16 or AMX.*float32 instead"):
+        fallback = TCLLoss(chunk_size=chunk_size, similarity_dtype=torch.bfloat16)(features, labels)
+    assert fallback == exact
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per device type and dtype, not at every step
+        TCLLoss(chunk_size=chunk_size, similarity_dtype=torch.bfloat16)(features, labels)

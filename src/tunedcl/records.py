@@ -26,6 +26,36 @@ from tunedcl.rundir import MetricsLog, atomic_write_text
 RECORD_FORMAT = "tunedcl-run-record/1"
 
 
+# How results.json named the cross-entropy classifier when it stood in for the probe (before the protocols
+# were made equal).
+HEAD_AS_PROBE = "the cross-entropy classifier itself"
+
+
+def equal_protocol_results(results: dict[str, Any]) -> dict[str, Any]:
+    """``results`` (a results.json's dict) with today's meaning of ``linear_top1``: the probe every method gets.
+
+    Files written before the protocols were made equal gave a method with a classifier (the cross-entropy
+    baseline) its own head as ``linear_top1`` / ``val_linear_top1``; the probe's numbers are in the same
+    file (``paper_linear_top1`` / ``fast_linear_top1``, ``val_fast_linear_top1``), so the old file reads
+    exactly as a new one would have been written. The head stays in ``ce_top1`` / ``val_ce_top1``. Any
+    other dict is returned unchanged (a copy either way).
+    """
+    upgraded = dict(results)
+    if upgraded.get("linear_probe") != HEAD_AS_PROBE:
+        return upgraded
+    if upgraded.get("paper_linear_top1") is not None:
+        upgraded["linear_top1"] = upgraded["paper_linear_top1"]
+        upgraded["linear_probe"] = "paper protocol"
+    elif upgraded.get("fast_linear_top1") is not None:
+        upgraded["linear_top1"] = upgraded["fast_linear_top1"]
+        upgraded["linear_probe"] = "fast (cached features)"
+    else:
+        upgraded["linear_top1"], upgraded["linear_probe"] = None, "none"
+    if "val_linear_top1" in upgraded:
+        upgraded["val_linear_top1"] = upgraded.get("val_fast_linear_top1")
+    return upgraded
+
+
 @dataclass(frozen=True)
 class RunData:
     """One finished run, from its folder or its record."""
@@ -78,7 +108,7 @@ def read_record(path: Path) -> RunData:
         raise ValueError(f"{path}: unreadable run record ({err})") from err
     if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT or "results" not in record:
         raise ValueError(f"{path} is not a tunedcl run record (format must be {RECORD_FORMAT!r})")
-    return RunData(seed, record["results"], record.get("metrics") or [], record.get("config"))
+    return RunData(seed, equal_protocol_results(record["results"]), record.get("metrics") or [], record.get("config"))
 
 
 def point_runs(point_dir: Path) -> dict[int, RunData]:
@@ -87,7 +117,7 @@ def point_runs(point_dir: Path) -> dict[int, RunData]:
     runs: dict[int, RunData] = {}
     for path in sorted(point_dir.iterdir()) if point_dir.is_dir() else []:
         if path.is_dir() and (seed := _seed_of(path.name)) is not None and (path / "results.json").is_file():
-            results = json.loads((path / "results.json").read_text())
+            results = equal_protocol_results(json.loads((path / "results.json").read_text()))
             runs[seed] = RunData(seed, results, MetricsLog(path).read())
         elif path.is_file() and _seed_of(path.name, suffix=".json") is not None:
             run = read_record(path)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tunedcl.paired import paired
-from tunedcl.records import finished_points, point_runs
+from tunedcl.records import equal_protocol_results, finished_points, point_runs
 from tunedcl.rundir import MetricsLog, atomic_write_text, parse_override, write_json
 
 
@@ -204,7 +204,7 @@ def _plot_loss_curve(records: list[dict[str, Any]], path: Path, title: str) -> b
 def write_run_report(run_dir: Path) -> Path:
     """Write ``run_dir/report.md`` (and ``loss_curve.png``) from results.json and metrics.jsonl."""
     run_dir = Path(run_dir)
-    results = json.loads((run_dir / "results.json").read_text())
+    results = equal_protocol_results(json.loads((run_dir / "results.json").read_text()))
     records = MetricsLog(run_dir).read()
     title = f"{results.get('name')} ({results.get('method')}, {results.get('dataset')})"
     plotted = _plot_loss_curve(records, run_dir / "loss_curve.png", title)
@@ -224,7 +224,7 @@ def write_run_report(run_dir: Path) -> Path:
     for key, label in (
         ("paper_linear_top1", "paper-protocol linear top-1 (%)"),
         ("fast_linear_top1", "fast linear top-1 (%)"),
-        ("ce_top1", "cross-entropy classifier top-1 (%)"),
+        ("ce_top1", "classifier head top-1 (%) (its own head, not the probe)"),
     ):
         if key in results:
             lines.append(f"| {label} | {pct(key)} |")
@@ -312,7 +312,7 @@ def write_summary(out: Path, names: list[str] | None = None, overrides: list[tup
             "overrides": dict(parse_override(o)[:2] for o in point),
             "seeds": len(results),
         }
-        for key in ("linear_top1", "knn_top1", "val_linear_top1", "val_knn_top1", *GEOMETRY_KEYS):
+        for key in ("linear_top1", "knn_top1", "val_linear_top1", "val_knn_top1", "ce_top1", *GEOMETRY_KEYS):
             values = [r[key] for r in results if r.get(key) is not None]
             if values:
                 row[key + "_mean"], row[key + "_std"] = _mean_std(values)
@@ -324,18 +324,21 @@ def write_summary(out: Path, names: list[str] | None = None, overrides: list[tup
     gradients = any("gradient_curves" in row for row in rows)
     shapes = [key for key in GEOMETRY_KEYS if any(key + "_mean" in row for row in rows)]
     validation = [key for key in ("val_linear_top1", "val_knn_top1") if any(key + "_mean" in row for row in rows)]
-    extra = "".join(f" validation {key[4:].replace('_top1', '').replace('knn', 'kNN')} top-1 |" for key in validation)
+    head = any("ce_top1_mean" in row for row in rows)  # a classifier's own head, beside the probe every method gets
+    extra = " classifier head top-1 (%) |" if head else ""
+    extra += "".join(f" validation {key[4:].replace('_top1', '').replace('knn', 'kNN')} top-1 |" for key in validation)
     extra += " gradient from positives / negatives (last epoch) |" if gradients else ""
     extra += "".join(f" {key} |" for key in shapes)
     lines = [
         f"Machine: {_machines(every_result)}.",
         "",
         f"| grid point | seeds | linear top-1 (%) | kNN top-1 (%) | train time per run |{extra}",
-        "|---|---:|---:|---:|---:|" + ("---:|" * (len(validation) + int(gradients) + len(shapes))),
+        "|---|---:|---:|---:|---:|" + ("---:|" * (int(head) + len(validation) + int(gradients) + len(shapes))),
     ]
     for row in rows:
         cells = f"| {row['point']} | {row['seeds']} | {_cell(row, 'linear_top1')} | {_cell(row, 'knn_top1')} | "
         cells += f"{row['train_minutes_mean']:.1f} min |"
+        cells += f" {_cell(row, 'ce_top1')} |" if head else ""
         cells += "".join(f" {_cell(row, key)} |" for key in validation)
         if gradients:
             curves = row.get("gradient_curves")

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from tunedcl import distributed as dist_utils
+from tunedcl.hardware import similarity_dtype_for
 from tunedcl.losses.chunked import RowKernel, per_anchor_chunked
 from tunedcl.losses.inputs import Positives, prepare, unit_vectors
 from tunedcl.losses.pairs import Pairs, exclude_self_and_pair
@@ -162,11 +163,12 @@ def compute(
             contrast_ids = torch.cat([contrast_ids, queue.ids.to(contrast_ids.device)])
         self_index = offset + torch.arange(z.shape[0], device=z.device)
         args = (z, contrast, anchor_ids, contrast_ids, self_index, positives, temperature)
+        similarity_dtype = similarity_dtype_for(options.similarity_dtype, z.device)  # fp32 where bf16 is emulated
         if options.chunk_size == 0:
-            losses, has_pos = per_anchor_dense(*args, row_loss, similarity_dtype=options.similarity_dtype)
+            losses, has_pos = per_anchor_dense(*args, row_loss, similarity_dtype=similarity_dtype)
         else:
             losses, has_pos = per_anchor_chunked(
-                *args, kernel, chunk_size=options.chunk_size, similarity_dtype=options.similarity_dtype
+                *args, kernel, chunk_size=options.chunk_size, similarity_dtype=similarity_dtype
             )
         if queue is not None and update_queue:
             queue.enqueue(batch_contrast, batch_ids if labels is not None else None)

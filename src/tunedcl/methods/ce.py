@@ -1,7 +1,8 @@
 """``ce``: the cross-entropy baseline (the same encoder trained end to end with a linear classifier).
 
 One view per image (``data.n_views`` does not apply), no projection head, no hyperparameters of its own.
-Evaluation scores its own classifier (``ce_top1``, reported as its linear top-1) besides kNN on the encoder.
+Evaluation scores its own classifier (``ce_top1``, reported beside the linear probe that every method gets)
+besides kNN on the encoder.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ cross-entropy baseline) has that classifier evaluated directly too, as an extra 
 Every method's ``linear_top1`` is the same probe on the same encoder features, so the cross-entropy
 baseline and the contrastive methods are compared by one protocol (issue 16). Results written before
 this change gave the cross-entropy baseline its own classifier as ``linear_top1``;
-:func:`equal_protocol_results` reads such a file with today's meaning.
+:func:`tunedcl.records.equal_protocol_results` reads such a file with today's meaning.
 
 The features stay on the device the model trained on: kNN (about 2 TFLOP at D = 2048 on ImageNet-100)
 and the L-BFGS probe then run there too, not on the host.
@@ -156,32 +156,3 @@ def _validation_metrics(
         results["val_fast_linear_top1"] = probe.top1
     results["val_linear_top1"] = results.get("val_fast_linear_top1")
     return results
-
-
-# How results.json named the cross-entropy classifier when it stood in for the probe (before issue 16).
-_HEAD_AS_PROBE = "the cross-entropy classifier itself"
-
-
-def equal_protocol_results(results: dict[str, Any]) -> dict[str, Any]:
-    """``results`` (a results.json's dict) with today's meaning of ``linear_top1``: the probe every method gets.
-
-    Files written before the protocols were made equal gave a method with a classifier (the cross-entropy
-    baseline) its own head as ``linear_top1`` / ``val_linear_top1``; the probe's numbers are in the same
-    file (``paper_linear_top1`` / ``fast_linear_top1``, ``val_fast_linear_top1``), so the old file reads
-    exactly as a new one would have been written. The head stays in ``ce_top1`` / ``val_ce_top1``. Any
-    other dict is returned unchanged (a copy either way).
-    """
-    upgraded = dict(results)
-    if upgraded.get("linear_probe") != _HEAD_AS_PROBE:
-        return upgraded
-    if upgraded.get("paper_linear_top1") is not None:
-        upgraded["linear_top1"] = upgraded["paper_linear_top1"]
-        upgraded["linear_probe"] = "paper protocol"
-    elif upgraded.get("fast_linear_top1") is not None:
-        upgraded["linear_top1"] = upgraded["fast_linear_top1"]
-        upgraded["linear_probe"] = "fast (cached features)"
-    else:
-        upgraded["linear_top1"], upgraded["linear_probe"] = None, "none"
-    if "val_linear_top1" in upgraded:
-        upgraded["val_linear_top1"] = upgraded.get("val_fast_linear_top1")
-    return upgraded

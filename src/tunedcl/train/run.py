@@ -98,11 +98,13 @@ def summary_table(results: dict[str, Any]) -> str:
     def pct(value: Any) -> str:
         return "-" if value is None else f"{value:.2f}"
 
-    header = "| run | method | linear top-1 (%) | kNN top-1 (%) | train time | views/s |\n|---|---|---:|---:|---:|---:|"
+    head = "ce_top1" in results  # a classifier's own head, beside the probe every method gets
+    header = "| run | method | linear top-1 (%) | kNN top-1 (%) |" + (" head top-1 (%) |" if head else "")
+    header += " train time | views/s |\n|---|---|---:|---:|" + ("---:|" if head else "") + "---:|---:|"
     row = (
         f"| {results['name']} | {results['method']} | {pct(results['linear_top1'])} | "
-        f"{pct(results['knn_top1'])} | {results['train_seconds'] / 60:.1f} min | "
-        f"{results['views_per_second']:,.0f} |"
+        f"{pct(results['knn_top1'])} |" + (f" {pct(results['ce_top1'])} |" if head else "")
+        + f" {results['train_seconds'] / 60:.1f} min | {results['views_per_second']:,.0f} |"
     )
     return header + "\n" + row
 

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from tunedcl.hardware import fast_bf16
 from tunedcl.train.config import ConfigError, TrainConfig
 
 
@@ -39,18 +40,9 @@ class Runtime:
 
 
 def bf16_supported(device: torch.device) -> bool:
-    """bf16 autocast pays off on CUDA with bf16 support and on CPUs with AVX512-BF16 or AMX."""
-    if device.type == "cuda":
-        # is_bf16_supported() also counts bf16 that is only emulated (T4, V100: compute capability < 8.0),
-        # where cuDNN runs it slowly or not at all: only Ampere and later have bf16 units.
-        return torch.cuda.get_device_capability(device) >= (8, 0)
-    if device.type == "cpu":
-        cpu = torch.cpu
-        return bool(
-            getattr(cpu, "_is_avx512_bf16_supported", lambda: False)()
-            or getattr(cpu, "_is_amx_tile_supported", lambda: False)()
-        )
-    return False
+    """bf16 autocast pays off on CUDA from compute capability 8.0 and on CPUs with AVX512-BF16 or AMX
+    (:func:`tunedcl.hardware.fast_bf16`)."""
+    return fast_bf16(device)
 
 
 def _local_gpu(local_rank: int) -> int:
