@@ -61,6 +61,10 @@ _fraction = _Rule("in (0, 1]", lambda v: 0 < v <= 1)
 _unit_interval = _Rule("in [0, 1]", lambda v: 0 <= v <= 1)
 _momentum = _Rule("in [0, 1)", lambda v: 0 <= v < 1)
 _betas = _Rule("two numbers in [0, 1)", lambda v: all(0 <= b < 1 for b in v))
+_label_groups = _Rule(
+    "non-empty lists of distinct class indices >= 0, e.g. [[0, 2, 4, 6], [1, 3], [5, 7, 9], [8]]",
+    lambda v: bool(v) and all(g and min(g) >= 0 for g in v) and len({c for g in v for c in g}) == sum(map(len, v)),
+)
 
 
 @dataclass
@@ -76,6 +80,11 @@ class DataConfig:
     augment: str = _opt("crop-flip", "augmentation preset of the training views")
     last_view_augment: str | None = _opt(None, "preset of the last view (three-view variant)")
     n_views: int = _opt(2, "views per image in contrastive pretraining", check=_positive)
+    train_label_groups: list[list[int]] | None = _opt(
+        None, "train with these groups of class indices as the labels, each class in one group; evaluation keeps "
+        "the classes (positives far apart: e.g. [[0, 2, 4, 6], [1, 3], [5, 7, 9], [8]] for Fashion-MNIST)",
+        check=_label_groups,
+    )
     options: dict[str, Any] = _options(
         "options of the dataset source (tunedcl list datasets), e.g. label_type: coarse (cifar100), "
         "classes: imagenet100 and image_size: 128 (image-folder)"

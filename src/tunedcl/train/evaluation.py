@@ -92,7 +92,7 @@ def evaluate(method: Method, dataset: Any, config: Config, runtime: Runtime) -> 
     if config.eval.geometry:
         results.update(_geometry(test, dataset.test.labels))
     mode = config.eval.linear_probe
-    if method.has_classifier:
+    if method.has_classifier and config.data.train_label_groups is None:  # a head of groups scores no class
         # The model's own head: an extra result. linear_top1 stays the probe every method gets.
         results["ce_top1"] = _classifier_accuracy(method.model, dataset, config, runtime)
     if mode in ("paper", "both"):
@@ -148,7 +148,7 @@ def _validation_metrics(
     knn = knn_classify(train, dataset.train.labels, features, split.labels, k=config.eval.knn_k,
                        temperature=config.eval.knn_temperature)
     results = {"val_knn_top1": knn.top1}
-    if method.has_classifier:
+    if method.has_classifier and config.data.train_label_groups is None:  # a head of groups scores no class
         results["val_ce_top1"] = _classifier_accuracy(method.model, dataset, config, runtime, split)
     if config.eval.linear_probe in ("fast", "both"):
         probe = fit_linear_probe(train, dataset.train.labels, features, split.labels, epochs=config.eval.probe_epochs,

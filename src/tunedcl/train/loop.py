@@ -90,6 +90,22 @@ def load_training_data(config: Config):
         raise ConfigError(f"data: {error}") from error
 
 
+def training_labels(labels: torch.Tensor, groups: list[list[int]] | None, num_classes: int) -> torch.Tensor:
+    """The labels training sees: the classes, or with ``data.train_label_groups`` the index of each class's
+    group (positives far apart; evaluation keeps the classes). ConfigError unless the groups hold every class
+    ``0 .. num_classes - 1`` once."""
+    if groups is None:
+        return labels
+    named = sorted(c for group in groups for c in group)
+    if named != list(range(num_classes)):
+        raise ConfigError(f"data.train_label_groups must hold every class 0..{num_classes - 1} of the dataset once; "
+                          f"got {groups}")
+    group_of = torch.empty(num_classes, dtype=labels.dtype)
+    for index, group in enumerate(groups):
+        group_of[group] = index
+    return group_of[labels]
+
+
 def build_method(config: Config, in_channels: int, num_classes: int, gather_distributed: bool) -> Method:
     """The config's method with its model built (``method.model``); the encoder is built first, then the
     method's parts, so the initial weights depend on the seed alone."""
@@ -190,7 +206,10 @@ class Trainer:
         self.dataset = load_training_data(config)
         self.memory_format = torch.channels_last if config.train.channels_last else torch.contiguous_format
         gather = runtime.distributed and config.train.gather_distributed
-        self.method = build_method(config, self.dataset.in_channels, self.dataset.num_classes, gather)
+        groups = config.data.train_label_groups
+        self.train_labels = training_labels(self.dataset.train.labels, groups, self.dataset.num_classes)
+        trained_classes = len(groups) if groups else self.dataset.num_classes
+        self.method = build_method(config, self.dataset.in_channels, trained_classes, gather)
         self.model = self.method.model.to(runtime.device, memory_format=self.memory_format)
         self.method.to(runtime.device)
         self.wrapped: nn.Module = self.model
@@ -221,7 +240,7 @@ class Trainer:
         # the batch is indexed as it always was.
         train = self.dataset.train
         on_host = train.images.device.type == "cpu"
-        self.prefetcher = (BatchPrefetcher(train.images, train.labels, runtime.device)
+        self.prefetcher = (BatchPrefetcher(train.images, self.train_labels, runtime.device)
                            if runtime.device.type == "cuda" and on_host else None)
         # train.log_gradients: every log_every-th batch of an epoch (8 to 15 of them), analysed at its end (one
         # batch alone is noisy; the analysis runs outside the timed steps). An epoch resumed mid-way averages
@@ -380,7 +399,7 @@ class Trainer:
             images, labels = self.prefetcher.fetch(rows, next_rows)
         else:
             images = train.images[rows].to(device, non_blocking=True)
-            labels = train.labels[rows].to(device, non_blocking=True)
+            labels = self.train_labels[rows].to(device, non_blocking=True)
         views = make_views(images, self.n_views, data.augment, self.dataset.mean, self.dataset.std,
                            generator=self.generator, last_view_preset=data.last_view_augment)
         return views.contiguous(memory_format=torch.contiguous_format), labels

@@ -52,6 +52,11 @@ def coerce(key: str, value: Any, tp: Any) -> Any:
             except ConfigError:
                 continue
         raise ConfigError(f"{key} must be {' or '.join(_type_name(o) for o in options)}; got {value!r}")
+    if origin is list:  # list[int], list[list[int]]
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key} must be a list; got {value!r}")
+        return [coerce(key, v, item) for v in value]
     if origin is tuple:
         items = typing.get_args(tp)
         if not isinstance(value, list | tuple) or len(value) != len(items):
