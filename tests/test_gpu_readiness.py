@@ -86,3 +86,21 @@ def test_method_states_travel_between_ranks_on_the_cpu() -> None:
     moved = _to_cpu(cpu_state)
     assert moved["loss"]["queue"].data_ptr() == cpu_state["loss"]["queue"].data_ptr()  # CPU tensors: no copy
     assert moved["steps"][1] == 3
+
+
+def test_the_training_split_lives_on_the_gpu_only_when_it_fits() -> None:
+    """train.data_on_device_gib: CIFAR (150 MB) stays on a GPU with room; ImageNet-100 at 128 px (6 GiB) or a
+    nearly full GPU keeps its split on the host (pinned-memory prefetch); the CPU never moves anything."""
+    from tunedcl.train.config import ConfigError, load_config
+    from tunedcl.train.loop import keep_on_device
+
+    cuda, gib = torch.device("cuda", 0), 2**30
+    cifar, imagenet100 = 50_000 * 3 * 32 * 32, 126_689 * 3 * 128 * 128
+    assert keep_on_device(cifar, cuda, 2.0, free_bytes=80 * gib)
+    assert not keep_on_device(imagenet100, cuda, 2.0, free_bytes=80 * gib)  # over the limit
+    assert keep_on_device(imagenet100, cuda, 8.0, free_bytes=80 * gib)  # a larger limit
+    assert not keep_on_device(cifar, cuda, 2.0, free_bytes=cifar * 3)  # more than a quarter of what is free
+    assert not keep_on_device(cifar, cuda, 0.0, free_bytes=80 * gib)  # 0: never
+    assert not keep_on_device(cifar, torch.device("cpu"), 2.0, free_bytes=80 * gib)
+    with pytest.raises(ConfigError, match="train.data_on_device_gib"):
+        load_config("quick", ["train.data_on_device_gib=-1"])

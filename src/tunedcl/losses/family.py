@@ -152,6 +152,11 @@ class ContrastiveLoss(nn.Module):
         return None
 
     # --- shared ----------------------------------------------------------------------------------------
+    # A non-finite input row is a clear error (one host sync per call). A caller that checks its embeddings
+    # itself, as the training loop does every train.check_finite_every steps, turns this off so a GPU step
+    # needs no sync of its own.
+    check_inputs_finite: bool = True
+
     def check(self) -> None:
         """Validate every option and hyperparameter as currently set."""
         self.temperature = check_real("temperature", self.temperature, low=0.0, low_inclusive=False)
@@ -188,6 +193,7 @@ class ContrastiveLoss(nn.Module):
             options=engine.PathOptions(self.chunk_size, self.similarity_dtype, self.gather_distributed),
             queue=queue,
             update_queue=update_queue,
+            check_inputs_finite=self.check_inputs_finite,
         )
 
     def extra_repr(self) -> str:

@@ -162,6 +162,7 @@ class ContrastiveMethod(Method):
     def build(self, encoder: nn.Module, num_classes: int, *, projection_dim: int,
               projection_hidden: int | None, gather_distributed: bool) -> nn.Module:
         self.loss = create_loss(self.loss_name, **self.loss_arguments(), gather_distributed=gather_distributed)
+        self.loss.check_inputs_finite = False  # the loop checks the embeddings (batch.check_finite)
         head = ProjectionHead(encoder.feature_dim, projection_hidden, projection_dim)
         self.model = ContrastiveModel(encoder, head)
         return self.model

@@ -146,6 +146,11 @@ class TrainConfig:
     gather_distributed: bool = _opt(True, "under DDP, contrast against every rank's embeddings")
     sync_batchnorm: bool = _opt(True, "under DDP on GPUs, BatchNorm statistics over the global batch (SyncBatchNorm)")
     checkpoint_every_steps: int = _opt(0, "also checkpoint every N steps (0: end of epoch only)", check=_non_negative)
+    data_on_device_gib: float = _opt(
+        2.0, "on a GPU, keep the training images on the device when they take at most this many GiB and a quarter "
+        "of its free memory (CIFAR: 0.15 GiB), else copy each batch from pinned memory; 0: never",
+        check=_non_negative,
+    )
     check_finite_every: int = _opt(
         0,
         "read the loss and check it and the embeddings for NaN/Inf every N steps, one host sync each time (0: auto, "
@@ -386,7 +391,8 @@ def dump_config(config: Config) -> str:
 
 # Fields that cannot change a run's result: two runs that differ only in these are the same experiment.
 # (train.threads and train.device do count: they change floating-point reduction order.)
-RESULT_NEUTRAL = ("name", "train.tensorboard", "train.checkpoint_every_steps", "train.check_finite_every")
+RESULT_NEUTRAL = ("name", "train.tensorboard", "train.checkpoint_every_steps", "train.check_finite_every",
+                  "train.data_on_device_gib")
 # What `tunedcl train --resume` may change in a run: how long it trains (the schedule stretches from the
 # step it resumes at), the learning rate (to recover from a divergence), where it runs, and everything
 # about evaluation (eval.*) and logging. Anything else would make the checkpoint a different run's.

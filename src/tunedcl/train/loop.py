@@ -106,6 +106,17 @@ def training_labels(labels: torch.Tensor, groups: list[list[int]] | None, num_cl
     return group_of[labels]
 
 
+def keep_on_device(nbytes: int, device: torch.device, limit_gib: float, free_bytes: int | None = None) -> bool:
+    """Whether a training split of ``nbytes`` should live on ``device`` (train.data_on_device_gib): only on a
+    GPU, at most ``limit_gib`` GiB and a quarter of the free memory (``free_bytes``; read from the device when
+    None), so the model keeps room. Indexing a batch there then costs no host copy at all."""
+    if device.type != "cuda" or nbytes > limit_gib * 2**30:
+        return False
+    if free_bytes is None:
+        free_bytes = torch.cuda.mem_get_info(device)[0]
+    return nbytes <= free_bytes // 4
+
+
 def build_method(config: Config, in_channels: int, num_classes: int, gather_distributed: bool) -> Method:
     """The config's method with its model built (``method.model``); the encoder is built first, then the
     method's parts, so the initial weights depend on the seed alone."""
@@ -236,11 +247,14 @@ class Trainer:
         )
         self.pending = _PendingLosses(runtime.device)
         self._closing_step = False  # the step being taken ends an epoch or the run
-        # On a GPU, a host-held split's next batch is copied from pinned memory while this step runs; on the CPU
-        # the batch is indexed as it always was.
-        train = self.dataset.train
-        on_host = train.images.device.type == "cpu"
-        self.prefetcher = (BatchPrefetcher(train.images, self.train_labels, runtime.device)
+        # On a GPU the split lives there when it fits (train.data_on_device_gib); else a host-held split's next
+        # batch is copied from pinned memory while this step runs. On the CPU the batch is indexed as always.
+        self.train_images = self.dataset.train.images
+        if keep_on_device(self.train_images.nbytes, runtime.device, config.train.data_on_device_gib):
+            self.train_images = self.train_images.to(runtime.device)
+            self.train_labels = self.train_labels.to(runtime.device)
+        on_host = self.train_images.device.type == "cpu"
+        self.prefetcher = (BatchPrefetcher(self.train_images, self.train_labels, runtime.device)
                            if runtime.device.type == "cuda" and on_host else None)
         # train.log_gradients: every log_every-th batch of an epoch (8 to 15 of them), analysed at its end (one
         # batch alone is noisy; the analysis runs outside the timed steps). An epoch resumed mid-way averages
@@ -394,11 +408,12 @@ class Trainer:
         return self.epoch_sums["loss"] / read_steps if read_steps else float("nan")
 
     def _views(self, rows: torch.Tensor, next_rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        train, device, data = self.dataset.train, self.runtime.device, self.config.data
+        device, data = self.runtime.device, self.config.data
         if self.prefetcher is not None:
             images, labels = self.prefetcher.fetch(rows, next_rows)
         else:
-            images = train.images[rows].to(device, non_blocking=True)
+            rows = rows.to(self.train_images.device)
+            images = self.train_images[rows].to(device, non_blocking=True)
             labels = self.train_labels[rows].to(device, non_blocking=True)
         views = make_views(images, self.n_views, data.augment, self.dataset.mean, self.dataset.std,
                            generator=self.generator, last_view_preset=data.last_view_augment)
