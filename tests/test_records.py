@@ -116,3 +116,22 @@ def test_bad_records_and_folders_are_one_line_errors(tmp_path: Path, capsys: pyt
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, (argv, err)
     assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+def test_a_baseline_sweep_pairs_each_point_with_its_own_grid_values(tmp_path: Path) -> None:
+    """Two sweeps (one per method, each at its own tuned lr) over the same axis, exported as one study:
+    --baseline supcon pairs tcl@train.epochs=E with supcon@train.epochs=E."""
+    values = {("supcon", 6): (80.0, 81.0), ("supcon", 12): (82.0, 83.0), ("tcl", 6): (80.5, 81.0),
+              ("tcl", 12): (81.0, 81.5), ("tcl", 24): (90.0, 90.0)}  # no supcon@24: left unpaired
+    for (sweep, epochs), runs in values.items():
+        for seed, value in enumerate(runs):
+            run = tmp_path / "runs" / sweep / f"train.epochs={epochs}" / f"seed{seed}"
+            run.mkdir(parents=True)
+            (run / "results.json").write_text(json.dumps({"linear_top1": value, "knn_top1": value}))
+    export_runs([tmp_path / "runs" / "supcon", tmp_path / "runs" / "tcl"], tmp_path / "study")
+    assert main(["report", str(tmp_path / "study"), "--baseline", "supcon"]) == 0
+    paired = (tmp_path / "study" / "paired.md").read_text()
+    assert "minus `supcon` at the same grid values" in paired
+    assert "| tcl@train.epochs=6 | 2 | +0.25 [" in paired  # (0.5 + 0.0) / 2
+    assert "| tcl@train.epochs=12 | 2 | -1.25 [" in paired  # (-1.0 - 1.5) / 2
+    assert "tcl@train.epochs=24" not in paired and "| supcon@" not in paired

@@ -375,6 +375,9 @@ def test_a_validation_split_and_a_sweep_that_selects_on_it(tmp_path: Path) -> No
         assert f"| {method} | {best['point']} |" in selected
         assert (out / "selected" / best["point"] / "seed0").is_symlink()  # the grid's run, linked
         assert (out / "selected" / best["point"] / "seed1" / "results.json").is_file()  # a new seed
+    chosen = json.loads((out / "selected.json").read_text())["chosen"]  # what a study's next stage reads
+    assert {m: c["overrides"]["loss.method"] for m, c in chosen.items()} == {"supcon": "supcon", "tcl": "tcl"}
+    assert all(c["point"] in selected for c in chosen.values())
     config = (out / "loss.method=tcl,optim.lr=0.05" / "seed0" / "config.yaml").read_text()
     assert "validation: 20" in config
     bad = subprocess.run(tunedcl("sweep", "--config", "quick", "--grid", "optim.lr=0.05", "--seeds", "1", "--out",

@@ -375,24 +375,39 @@ def _results_by_seed(point_dir: Path) -> dict[int, dict[str, Any]]:
     return {seed: run.results for seed, run in point_runs(point_dir).items()}
 
 
+def _reference_of(points: list[str], baseline: str, out: Path) -> dict[str, str]:
+    """Each point's baseline point: ``baseline`` itself when it is a point; when it names a sweep of an exported
+    study (``supcon``, whose points are ``supcon@train.epochs=12``, ...), each other sweep's point is paired with
+    the baseline sweep's point of the same grid values (``tcl@train.epochs=12`` - ``supcon@train.epochs=12``)."""
+    if baseline in points:
+        return {point: baseline for point in points if point != baseline}
+    prefix = baseline + "@"
+    if not any(point.startswith(prefix) for point in points):
+        raise ValueError(f"--baseline {baseline!r} is neither a finished grid point of {out} nor a sweep of its "
+                         f"points (SWEEP@values); its points: {', '.join(points) or 'none'}")
+    return {point: prefix + point.partition("@")[2] for point in points
+            if "@" in point and not point.startswith(prefix) and prefix + point.partition("@")[2] in points}
+
+
 def write_paired(out: Path, baseline: str) -> str:
-    """``OUT/paired.md``: every grid point of a sweep against the ``baseline`` point, seed by seed
+    """``OUT/paired.md``: every grid point of a sweep against the ``baseline`` point (or, in an exported study of
+    several sweeps, against the baseline sweep's point with the same grid values), seed by seed
     (:mod:`tunedcl.paired`: the mean difference with its 95% t interval, seeds each way, sign and Wilcoxon
     p-values), for linear and kNN top-1. Returns the table."""
     points = sorted(finished_points(out), key=natural_key)
-    if baseline not in points:
-        raise ValueError(f"--baseline {baseline!r} is not a finished grid point of {out}; its points: "
-                         f"{', '.join(points) or 'none'}")
-    reference = _results_by_seed(out / baseline)
+    references = _reference_of(points, baseline, out)
     header = "mean [95% interval] | more/less/equal | sign p | Wilcoxon p"
-    lines = [f"Each grid point minus `{baseline}`, paired by seed (points of top-1).", "",
+    lines = [f"Each grid point minus `{baseline}`"
+             + ("" if baseline in points else " at the same grid values") + ", paired by seed (points of top-1).", "",
              f"| grid point | pairs | linear: {header} | kNN: {header} |", "|---|---:|---|---|"]
     for point in points:
-        runs = _results_by_seed(out / point)
+        if point not in references:
+            continue
+        reference, runs = _results_by_seed(out / references[point]), _results_by_seed(out / point)
         seeds = sorted(seed for seed in runs.keys() & reference.keys()
                        if all(runs[seed].get(k) is not None and reference[seed].get(k) is not None
                               for k in ("linear_top1", "knn_top1")))
-        if point == baseline or not seeds:
+        if not seeds:
             continue
         cells = [paired([reference[s][key] for s in seeds], [runs[s][key] for s in seeds]).cells()
                  for key in ("linear_top1", "knn_top1")]

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tunedcl.report import write_summary
-from tunedcl.rundir import atomic_write_text
+from tunedcl.rundir import atomic_write_text, write_json
 from tunedcl.train.config import RESULT_NEUTRAL, Config, ConfigError, flat_config, load_config, load_run_config
 
 
@@ -152,8 +152,10 @@ def select_and_confirm(
     lines = [f"Best grid point per method by mean validation {metric} top-1, then {final_seeds} seeds on test.", "",
              f"| method | chosen point | validation {metric} top-1 | seeds | test linear top-1 | test kNN top-1 |",
              "|---|---|---:|---:|---:|---:|"]
+    chosen: dict[str, dict[str, Any]] = {}
     for method, members in groups.items():
         best = max(members, key=lambda row: row[key])
+        chosen[method or "-"] = {"point": best["point"], "overrides": best["overrides"], key: best[key]}
         point = [f"{k}={v}" for k, v in best["overrides"].items()]  # a grid of one point: OUT/selected/<point>
         final = run_sweep(config_name, point, final_seeds, out / "selected", overrides, quiet=quiet,
                           reuse=[out / best["point"]])["rows"][0]
@@ -163,4 +165,5 @@ def select_and_confirm(
     write_summary(out / "selected")  # every chosen point's summary together
     table = "\n".join(lines) + "\n"
     atomic_write_text(out / "selected.md", table)
+    write_json(out / "selected.json", {"metric": metric, "chosen": chosen})  # for the next stage of a study
     return table

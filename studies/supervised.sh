@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# The supervised studies of docs/results.md that can carry a verdict: every choice made on a validation split,
+# 5 seeds where a verdict is drawn, paired differences, compact records committed as each stage ends.
+#   bash studies/supervised.sh OUT STAGE...      stages, in order (each reads what `tune` chose):
+#     tune       CE: lr; SupCon and TCL (k1 = 5000, k2 = 1): lr x tau; then TCL's k1 x k2 at its chosen lr, tau.
+#                Validation: 100 images per class held out of Fashion-MNIST's training split (data.validation);
+#                2 seeds per grid point, select on the linear probe, then 5 seeds of each chosen point on test.
+#     main       the three tuned methods at the main job's budget (60,000 images, 15 epochs), 3 seeds, with the
+#                paper's probe protocol as well as the fast probe (eval.linear_probe=both)
+#     budget     SupCon vs TCL, tuned, at 6, 12, 24 and 48 epochs of the study size, 5 seeds
+#     few        few positives: batch 16, 32, 64 at one number of steps, k1 in {0, 5000, 50000}; and training on
+#                four groups of the ten classes (positives far apart), evaluated on the ten
+#     animal     animal-mnist: CE / SupCon / TCL with the tuned values, and the k1 study, 5 seeds
+#     stability  SupCon vs TCL across batch size at a fixed number of steps, projector size and augmentation
+#                (randaug included), 5 seeds
+# Restartable: finished runs are skipped, cut-off ones resumed. Records go to docs/results/runs/<stage>-*/ with
+# `tunedcl export`; `tunedcl report docs/results/runs/* --fill docs/results.md` rebuilds the tables.
+# Machines: run a whole stage on one machine (its records name the CPU); never compare across stages' machines.
+set -euo pipefail
+OUT=${1:?usage: studies/supervised.sh OUT STAGE...}
+shift
+TUNEDCL=${TUNEDCL:-.venv/bin/tunedcl}
+PYTHON=${PYTHON:-.venv/bin/python}
+RECORDS=${RECORDS:-docs/results/runs}
+SEEDS=${SEEDS:-5}
+# EXTRA: overrides put before every run's own (a smoke test of this script: a tiny dataset, one epoch)
+VAL=(data.validation=100)
+mkdir -p "$OUT"
+
+sweep() {  # sweep NAME ARGS...: one tunedcl sweep under OUT/NAME, timed
+    local name=$1 start=$SECONDS
+    shift
+    echo "== $name: $(date -u +%FT%TZ)"
+    # shellcheck disable=SC2086 # EXTRA is words
+    "$TUNEDCL" sweep --config study-fashion-mnist --out "$OUT/$name" ${EXTRA:-} "$@" >/dev/null
+    echo "== $name: $((SECONDS - start)) s"
+}
+chosen() {  # chosen METHOD: the overrides `tune` chose for it (lr, tau, k1, k2), as words
+    local lr_tau k1k2
+    lr_tau=$("$PYTHON" studies/chosen.py "$OUT/tune-lr-tau/selected.json" "$1" --drop loss.method)
+    if [ "$1" = tcl ]; then
+        k1k2=$("$PYTHON" studies/chosen.py "$OUT/tune-k1-k2/selected.json" - --drop loss.method)
+        echo "$lr_tau $k1k2"
+    else
+        echo "$lr_tau"
+    fi
+}
+export_records() {  # export_records STUDY SWEEP...: commit-ready records of the named sweeps
+    local study=$1
+    shift
+    "$TUNEDCL" export "${@/#/$OUT/}" --to "$RECORDS/$study" >/dev/null
+}
+
+for stage in "$@"; do
+    case $stage in
+    tune)
+        sweep tune-ce "${VAL[@]}" --grid loss.method=ce optim.lr=0.03,0.1,0.3 --seeds 2 \
+            --select-on linear --final-seeds "$SEEDS"
+        sweep tune-lr-tau "${VAL[@]}" --grid loss.method=supcon,tcl optim.lr=0.03,0.1,0.3 \
+            loss.temperature=0.05,0.1,0.2 --seeds 2 --select-on linear --final-seeds "$SEEDS"
+        # shellcheck disable=SC2046 # the chosen overrides are words
+        sweep tune-k1-k2 "${VAL[@]}" loss.method=tcl \
+            $("$PYTHON" studies/chosen.py "$OUT/tune-lr-tau/selected.json" tcl --drop loss.method) \
+            --grid loss.k1=1000,5000,50000 loss.k2=1,2,3 --seeds 2 --select-on linear --final-seeds "$SEEDS"
+        export_records tune tune-ce tune-lr-tau tune-k1-k2  # every grid point, with its validation numbers
+        export_records tuned tune-ce/selected tune-lr-tau/selected tune-k1-k2/selected  # the chosen, on test
+        ;;
+    main)
+        for method in ce supcon tcl; do
+            # shellcheck disable=SC2046
+            "$TUNEDCL" sweep --config default --out "$OUT/main-$method" ${EXTRA:-} loss.method=$method $(chosen $method) \
+                eval.linear_probe=both --seeds 3 >/dev/null
+        done
+        export_records main main-ce main-supcon main-tcl
+        ;;
+    budget)
+        for method in supcon tcl; do
+            # shellcheck disable=SC2046
+            sweep "budget-$method" loss.method=$method $(chosen $method) --grid train.epochs=6,12,24,48 --seeds "$SEEDS"
+        done
+        export_records budget budget-supcon budget-tcl
+        ;;
+    few)
+        # 234 steps at every batch size (the base's 6 epochs of batch 256): fewer positives per anchor, same steps
+        # shellcheck disable=SC2046
+        sweep few-batch loss.method=tcl $(chosen tcl | sed 's/ loss.k1=[^ ]*//') train.max_steps=234 \
+            --grid train.batch_size=16,32,64 loss.k1=0,5000,50000 --seeds "$SEEDS"
+        # Tops {T-shirt, pullover, coat, shirt}, {trouser, dress}, footwear {sandal, sneaker, ankle boot}, {bag}
+        # shellcheck disable=SC2046
+        sweep few-groups loss.method=tcl $(chosen tcl | sed 's/ loss.k1=[^ ]*//') \
+            "data.train_label_groups=[[0,2,4,6],[1,3],[5,7,9],[8]]" --grid loss.k1=0,5000,50000 --seeds "$SEEDS"
+        export_records few few-batch few-groups
+        ;;
+    animal)
+        for method in ce supcon tcl; do
+            # shellcheck disable=SC2046
+            sweep "animal-$method" data.dataset=animal-mnist data.per_class=null loss.method=$method \
+                $(chosen $method) --seeds "$SEEDS"
+        done
+        # shellcheck disable=SC2046
+        sweep animal-k1 data.dataset=animal-mnist data.per_class=null loss.method=tcl \
+            $(chosen tcl | sed 's/ loss.k1=[^ ]*//') --grid loss.k1=0,1000,5000,50000 --seeds "$SEEDS"
+        export_records animal animal-ce animal-supcon animal-tcl
+        export_records animal-k1 animal-k1
+        ;;
+    stability)
+        for method in supcon tcl; do
+            # shellcheck disable=SC2046
+            sweep "stability-batch-$method" loss.method=$method $(chosen $method) train.max_steps=234 \
+                --grid train.batch_size=64,128,256,512 --seeds "$SEEDS"
+            # shellcheck disable=SC2046
+            sweep "stability-projector-$method" loss.method=$method $(chosen $method) \
+                --grid model.projection_dim=64,128,256 --seeds "$SEEDS"
+            # shellcheck disable=SC2046
+            sweep "stability-augment-$method" loss.method=$method $(chosen $method) \
+                --grid data.augment=crop-flip,simaug,autoaug,randaug --seeds "$SEEDS"
+        done
+        for axis in batch projector augment; do
+            export_records "stability-$axis" "stability-$axis-supcon" "stability-$axis-tcl"
+        done
+        ;;
+    *)
+        echo "studies/supervised.sh: unknown stage '$stage'; the stages are tune main budget few animal stability" >&2
+        exit 2
+        ;;
+    esac
+done
+echo "== done: $(date -u +%FT%TZ)"
