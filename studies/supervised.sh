@@ -13,6 +13,8 @@
 #     animal     animal-mnist: CE / SupCon / TCL with the tuned values, and the k1 study, 5 seeds
 #     stability  SupCon vs TCL across batch size at a fixed number of steps, projector size and augmentation
 #                (randaug included), 5 seeds
+#     control    the A/A control: TCL's dense and chunked loss paths (the same function, computed differently), 5
+#                seeds, paired like every comparison: what "no effect" looks like at this budget
 # Restartable: finished runs are skipped, cut-off ones resumed. Records go to docs/results/runs/<stage>-*/ with
 # `tunedcl export`; `tunedcl report docs/results/runs/* --fill docs/results.md` rebuilds the tables.
 # Machines: run a whole stage on one machine (its records name the CPU); never compare across stages' machines.
@@ -119,8 +121,14 @@ for stage in "$@"; do
             export_records "stability-$axis" "stability-$axis-supcon" "stability-$axis-tcl"
         done
         ;;
+    control)
+        # shellcheck disable=SC2046
+        sweep control-aa loss.method=tcl $(chosen tcl) --grid loss.chunk_size=0,null --seeds "$SEEDS"
+        "$TUNEDCL" report "$OUT/control-aa" --baseline loss.chunk_size=0 >/dev/null
+        export_records control control-aa
+        ;;
     *)
-        echo "studies/supervised.sh: unknown stage '$stage'; the stages are tune main budget few animal stability" >&2
+        echo "studies/supervised.sh: unknown stage '$stage'; the stages are tune main budget few animal stability control" >&2
         exit 2
         ;;
     esac
