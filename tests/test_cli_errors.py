@@ -64,7 +64,7 @@ CASES = [
     (["sweep", "--config", "quick", "--out", "{tmp}/s", "--seeds", "0"], "--seeds must be >= 1; got 0"),
     (["sweep", "--config", "quick", "--out", "{tmp}/s", "--grid", "loss.k9=1"], "unknown config key 'loss.k9'"),
     (["sweep", "--config", "quick", "--out", "{tmp}/s", "--grid", "loss.k1"], "must look like section.key=v1,v2"),
-    (["report", "{tmp}"], "holds no finished run or sweep"),
+    (["report", "{tmp}"], "holds no finished run, sweep or exported study"),
 ]
 
 

@@ -15,8 +15,38 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from tunedcl import __version__
+
+
+def _add_result_commands(commands: Any) -> None:
+    """``tunedcl report`` and ``tunedcl export``: tables from run folders and records, records from sweeps."""
+    report = commands.add_parser(
+        "report", help="rewrite report.md of runs / summary.md of sweeps and exported studies",
+        description="Rewrite report.md of each run folder, and summary.md (plus plots) of each sweep or exported "
+        "study (tunedcl export); no training. With --fill, copy the tables into a markdown document.",
+    )
+    report.add_argument("dirs", nargs="+", type=Path, metavar="DIR")
+    report.add_argument(
+        "--baseline", metavar="POINT", default=None,
+        help="also write DIR/paired.md: every grid point minus this one, paired by seed (95%% interval, sign and "
+        "Wilcoxon p-values); e.g. --baseline loss.method=tcl-ssl",
+    )
+    report.add_argument(
+        "--fill", metavar="DOC", type=Path, default=None,
+        help="then replace the table after each '<!-- summary|batch|paired: NAME -->' line of DOC whose NAME is "
+        "the folder name of a DIR (e.g. docs/results.md)",
+    )
+
+    export = commands.add_parser(
+        "export", help="write compact records (config, results, metrics, machine) of a sweep's finished runs",
+        description="Write one JSON record of a few kB per finished run of each SWEEP under STUDY/<point>/"
+        "seed<N>.json, to commit: tunedcl report STUDY rebuilds the sweep's tables from them on any machine. "
+        "With several sweeps, each point is named after its sweep folder (SWEEP, or SWEEP@<point>).",
+    )
+    export.add_argument("sweeps", nargs="+", type=Path, metavar="SWEEP")
+    export.add_argument("--to", type=Path, required=True, metavar="STUDY", help="folder of the records")
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -71,31 +101,7 @@ def _build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--final-seeds", type=int, default=5, help="seeds of each chosen point (default 5)")
     sweep.add_argument("overrides", nargs="*", metavar="section.key=value", help="fixed for every run")
 
-    report = commands.add_parser(
-        "report", help="rewrite report.md of runs / summary.md of sweeps and exported studies",
-        description="Rewrite report.md of each run folder, and summary.md (plus plots) of each sweep or exported "
-        "study (tunedcl export); no training. With --fill, copy the tables into a markdown document.",
-    )
-    report.add_argument("dirs", nargs="+", type=Path, metavar="DIR")
-    report.add_argument(
-        "--baseline", metavar="POINT", default=None,
-        help="also write DIR/paired.md: every grid point minus this one, paired by seed (95%% interval, sign and "
-        "Wilcoxon p-values); e.g. --baseline loss.method=tcl-ssl",
-    )
-    report.add_argument(
-        "--fill", metavar="DOC", type=Path, default=None,
-        help="then replace the table after each '<!-- summary|batch|paired: NAME -->' line of DOC whose NAME is "
-        "the folder name of a DIR (e.g. docs/results.md)",
-    )
-
-    export = commands.add_parser(
-        "export", help="write compact records (config, results, metrics, machine) of a sweep's finished runs",
-        description="Write one JSON record of a few kB per finished run of each SWEEP under STUDY/<point>/"
-        "seed<N>.json, to commit: tunedcl report STUDY rebuilds the sweep's tables from them on any machine. "
-        "With several sweeps, each point is named after its sweep folder (SWEEP, or SWEEP@<point>).",
-    )
-    export.add_argument("sweeps", nargs="+", type=Path, metavar="SWEEP")
-    export.add_argument("--to", type=Path, required=True, metavar="STUDY", help="folder of the records")
+    _add_result_commands(commands)
 
     listing = commands.add_parser("list", help="what can be named in a config: losses, methods, models, ...")
     listing.add_argument(

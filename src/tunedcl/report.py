@@ -289,6 +289,36 @@ def _machines(results: list[dict[str, Any]]) -> str:
     return "; ".join(f"{machine} ({n} run{'s' * (n != 1)})" for machine, n in counts.items())
 
 
+def _accuracy_table(rows: list[dict[str, Any]]) -> list[str]:
+    """summary.md's first table: top-1 (mean ± std), train time, and the columns the runs have (the classifier
+    head, validation, the last epoch's gradients, geometry)."""
+    gradients = any("gradient_curves" in row for row in rows)
+    shapes = [key for key in GEOMETRY_KEYS if any(key + "_mean" in row for row in rows)]
+    validation = [key for key in ("val_linear_top1", "val_knn_top1") if any(key + "_mean" in row for row in rows)]
+    head = any("ce_top1_mean" in row for row in rows)  # a classifier's own head, beside the probe every method gets
+    extra = " classifier head top-1 (%) |" if head else ""
+    extra += "".join(f" validation {key[4:].replace('_top1', '').replace('knn', 'kNN')} top-1 |" for key in validation)
+    extra += " gradient from positives / negatives (last epoch) |" if gradients else ""
+    extra += "".join(f" {key} |" for key in shapes)
+    lines = [
+        f"| grid point | seeds | linear top-1 (%) | kNN top-1 (%) | train time per run |{extra}",
+        "|---|---:|---:|---:|---:|" + ("---:|" * (int(head) + len(validation) + int(gradients) + len(shapes))),
+    ]
+    for row in rows:
+        cells = f"| {row['point']} | {row['seeds']} | {_cell(row, 'linear_top1')} | {_cell(row, 'knn_top1')} | "
+        cells += f"{row['train_minutes_mean']:.1f} min |"
+        cells += f" {_cell(row, 'ce_top1')} |" if head else ""
+        cells += "".join(f" {_cell(row, key)} |" for key in validation)
+        if gradients:
+            curves = row.get("gradient_curves")
+            last = [curves[key][-1] for key, _ in GRADIENT_KEYS] if curves else None
+            cells += f" {last[0]:.3f} / {last[1]:.3f} |" if last else " - |"
+        for key in shapes:
+            cells += f" {row[key + '_mean']:.3f} ± {row[key + '_std']:.3f} |" if key + "_mean" in row else " - |"
+        lines.append(cells)
+    return lines
+
+
 def write_summary(out: Path, names: list[str] | None = None, overrides: list[tuple[str, ...]] | None = None) -> dict:
     """summary.md / summary.json from the run directories (a sweep) or run records (an exported study,
     :mod:`tunedcl.records`) under ``out``; every grid point found there when ``names`` is None. The first
@@ -321,32 +351,7 @@ def write_summary(out: Path, names: list[str] | None = None, overrides: list[tup
         if curves:
             row["gradient_curves"], row["last_epoch_batch"] = curves, last
         rows.append(row)
-    gradients = any("gradient_curves" in row for row in rows)
-    shapes = [key for key in GEOMETRY_KEYS if any(key + "_mean" in row for row in rows)]
-    validation = [key for key in ("val_linear_top1", "val_knn_top1") if any(key + "_mean" in row for row in rows)]
-    head = any("ce_top1_mean" in row for row in rows)  # a classifier's own head, beside the probe every method gets
-    extra = " classifier head top-1 (%) |" if head else ""
-    extra += "".join(f" validation {key[4:].replace('_top1', '').replace('knn', 'kNN')} top-1 |" for key in validation)
-    extra += " gradient from positives / negatives (last epoch) |" if gradients else ""
-    extra += "".join(f" {key} |" for key in shapes)
-    lines = [
-        f"Machine: {_machines(every_result)}.",
-        "",
-        f"| grid point | seeds | linear top-1 (%) | kNN top-1 (%) | train time per run |{extra}",
-        "|---|---:|---:|---:|---:|" + ("---:|" * (int(head) + len(validation) + int(gradients) + len(shapes))),
-    ]
-    for row in rows:
-        cells = f"| {row['point']} | {row['seeds']} | {_cell(row, 'linear_top1')} | {_cell(row, 'knn_top1')} | "
-        cells += f"{row['train_minutes_mean']:.1f} min |"
-        cells += f" {_cell(row, 'ce_top1')} |" if head else ""
-        cells += "".join(f" {_cell(row, key)} |" for key in validation)
-        if gradients:
-            curves = row.get("gradient_curves")
-            last = [curves[key][-1] for key, _ in GRADIENT_KEYS] if curves else None
-            cells += f" {last[0]:.3f} / {last[1]:.3f} |" if last else " - |"
-        for key in shapes:
-            cells += f" {row[key + '_mean']:.3f} ± {row[key + '_std']:.3f} |" if key + "_mean" in row else " - |"
-        lines.append(cells)
+    lines = [f"Machine: {_machines(every_result)}.", "", *_accuracy_table(rows)]
     batch_rows = [row for row in rows if row.get("last_epoch_batch")]
     if batch_rows:
         lines += [
