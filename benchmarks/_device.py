@@ -39,3 +39,21 @@ def timed(device: torch.device) -> float:
     """``time.perf_counter()`` after the device has finished its queued work: the start or end of a region."""
     synchronize(device)
     return time.perf_counter()
+
+
+
+def force_bf16_similarities() -> None:
+    """Make ``similarity_dtype=torch.bfloat16`` compute in bf16 even where tunedcl would fall back to fp32 (a
+    CPU without AVX512-BF16 / AMX): a bf16 row must measure bf16."""
+    from tunedcl import hardware
+
+    hardware.fast_bf16 = lambda _device: True
+
+
+def bf16_note(device: torch.device | str) -> str:
+    """What the bf16 rows of a table measure on ``device``."""
+    from tunedcl import hardware
+
+    if hardware.fast_bf16(torch.device(device)):
+        return "bf16 rows: native bf16"
+    return "bf16 rows: emulated bf16 (no AVX512-BF16/AMX here; tunedcl itself warns and computes in fp32)"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from _device import add_device_argument, resolve_device, timed
+from _device import add_device_argument, bf16_note, force_bf16_similarities, resolve_device, timed
 
 from tunedcl import TCLLoss
 
@@ -48,6 +48,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"# bf16 similarities vs fp32: TCL (k1=5000, k2=1), N = {args.n}, D = {args.dim}, 100 classes, "
           f"{args.threads} threads, torch {torch.__version__}\n")
+    print(f"{bf16_note(device)}\n")
+    force_bf16_similarities()
     print("| embeddings | tau | loss fp32 | loss rel. error | grad cosine | grad rel. error | fp32 ms | bf16 ms |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     generator = torch.Generator().manual_seed(0)

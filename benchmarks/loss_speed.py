@@ -30,7 +30,7 @@ import resource
 import subprocess
 import sys
 
-from _device import add_device_argument, resolve_device, timed
+from _device import add_device_argument, bf16_note, force_bf16_similarities, resolve_device, timed
 
 IMPLEMENTATIONS = ["floor", "tunedcl auto", "tunedcl chunked", "tunedcl dense", "tunedcl bf16", "naive",
                    "pml SupCon"]
@@ -109,6 +109,8 @@ def run_case(implementation: str, n: int, dim: int, threads: int, repeats: int, 
                 "tunedcl dense": {"chunk_size": 0},
                 "tunedcl bf16": {"similarity_dtype": torch.bfloat16},
             }[implementation]
+            if implementation == "tunedcl bf16":
+                force_bf16_similarities()  # measure bf16 even where tunedcl would fall back to fp32
             loss = TCLLoss(temperature=TEMPERATURE, k1=K1, k2=K2, **options).to(device)
             fn = lambda x: loss(x, labels)  # noqa: E731
 
@@ -181,7 +183,7 @@ def main() -> None:
     print(f"# loss_speed: supervised TCL (k1={K1:g}, k2={K2:g}, tau={TEMPERATURE}), D = {args.dim}, fp32, "
           f"{args.threads} threads, 100 classes, median of {args.repeats} forward+backward")
     print(f"# torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-          f"python {platform.python_version()}\n")
+          f"python {platform.python_version()}; {bf16_note(resolve_device(args.device))}\n")
     results: dict[str, dict[int, dict]] = {impl: {} for impl in args.implementations}
     for n in sorted(args.sizes):
         for impl in args.implementations:

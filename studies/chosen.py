@@ -11,6 +11,15 @@ import sys
 from pathlib import Path
 
 
+def _yaml(value: object) -> str:
+    """A value as a config override reads it back: null, true / false, numbers and strings as they are."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 def main(argv: list[str]) -> int:
     if len(argv) < 2:
         print("usage: chosen.py SELECTED_JSON METHOD [--drop KEY ...]", file=sys.stderr)
@@ -23,7 +32,7 @@ def main(argv: list[str]) -> int:
     if method not in chosen:
         print(f"chosen.py: {path} chose nothing for {method!r}; it has {', '.join(chosen)}", file=sys.stderr)
         return 2
-    print(" ".join(f"{key}={value}" for key, value in chosen[method]["overrides"].items() if key not in drop))
+    print(" ".join(f"{key}={_yaml(value)}" for key, value in chosen[method]["overrides"].items() if key not in drop))
     return 0
 
 

@@ -37,40 +37,48 @@ sweep() {  # sweep NAME ARGS...: one tunedcl sweep under OUT/NAME, timed
     "$TUNEDCL" sweep --config study-fashion-mnist --out "$OUT/$name" ${EXTRA:-} "$@" >/dev/null
     echo "== $name: $((SECONDS - start)) s"
 }
-chosen() {  # chosen METHOD: the overrides `tune` chose for it (lr, tau, k1, k2), as words
-    local lr_tau k1k2
-    lr_tau=$("$PYTHON" studies/chosen.py "$OUT/tune-lr-tau/selected.json" "$1" --drop loss.method)
-    if [ "$1" = tcl ]; then
-        k1k2=$("$PYTHON" studies/chosen.py "$OUT/tune-k1-k2/selected.json" - --drop loss.method)
-        echo "$lr_tau $k1k2"
-    else
-        echo "$lr_tau"
-    fi
+load_chosen() {  # CE, SUPCON, TCL: the overrides `tune` chose for each (lr, tau, k1, k2), as words. A plain
+    # assignment, so under set -e a missing choice stops the script instead of running an untuned method.
+    CE=$("$PYTHON" studies/chosen.py "$OUT/tune-ce/selected.json" ce --drop loss.method)
+    SUPCON=$("$PYTHON" studies/chosen.py "$OUT/tune-lr-tau/selected.json" supcon --drop loss.method)
+    TCL=$("$PYTHON" studies/chosen.py "$OUT/tune-lr-tau/selected.json" tcl --drop loss.method)
+    TCL="$TCL $("$PYTHON" studies/chosen.py "$OUT/tune-k1-k2/selected.json" - --drop loss.method)"
+    TCL_NO_K1=$(echo "$TCL" | sed 's/ loss.k1=[^ ]*//')  # for the stages that sweep k1 themselves
+    echo "== tuned: ce: $CE; supcon: $SUPCON; tcl: $TCL"
 }
 export_records() {  # export_records STUDY SWEEP...: commit-ready records of the named sweeps
     local study=$1
     shift
     "$TUNEDCL" export "${@/#/$OUT/}" --to "$RECORDS/$study" >/dev/null
 }
+tuned() {  # tuned METHOD: its chosen overrides (after load_chosen)
+    case $1 in ce) echo "$CE" ;; supcon) echo "$SUPCON" ;; tcl) echo "$TCL" ;; esac
+}
+# At a fixed number of steps (few, stability: batch axis) the warm-up must not be counted in epochs: batch 16
+# would never leave a 1-epoch warm-up of 10,000 images in 234 steps. No warm-up there, for every batch size.
+STEPS=(train.max_steps=234 optim.warmup_epochs=0)
 
 for stage in "$@"; do
+    [ "$stage" = tune ] || load_chosen
     case $stage in
     tune)
         sweep tune-ce "${VAL[@]}" --grid loss.method=ce optim.lr=0.03,0.1,0.3 --seeds 2 \
             --select-on linear --final-seeds "$SEEDS"
         sweep tune-lr-tau "${VAL[@]}" --grid loss.method=supcon,tcl optim.lr=0.03,0.1,0.3 \
             loss.temperature=0.05,0.1,0.2 --seeds 2 --select-on linear --final-seeds "$SEEDS"
-        # shellcheck disable=SC2046 # the chosen overrides are words
-        sweep tune-k1-k2 "${VAL[@]}" loss.method=tcl \
-            $("$PYTHON" studies/chosen.py "$OUT/tune-lr-tau/selected.json" tcl --drop loss.method) \
+        tcl_lr_tau=$("$PYTHON" studies/chosen.py "$OUT/tune-lr-tau/selected.json" tcl --drop loss.method)
+        # shellcheck disable=SC2086 # the chosen overrides are words
+        sweep tune-k1-k2 "${VAL[@]}" loss.method=tcl $tcl_lr_tau \
             --grid loss.k1=1000,5000,50000 loss.k2=1,2,3 --seeds 2 --select-on linear --final-seeds "$SEEDS"
         export_records tune tune-ce tune-lr-tau tune-k1-k2  # every grid point, with its validation numbers
-        export_records tuned tune-ce/selected tune-lr-tau/selected tune-k1-k2/selected  # the chosen, on test
+        export_records tuned-ce tune-ce/selected  # the chosen points, on test with SEEDS seeds
+        export_records tuned tune-lr-tau/selected
+        export_records tuned-tcl-k1-k2 tune-k1-k2/selected
         ;;
     main)
         for method in ce supcon tcl; do
             # shellcheck disable=SC2046
-            "$TUNEDCL" sweep --config default --out "$OUT/main-$method" ${EXTRA:-} loss.method=$method $(chosen $method) \
+            "$TUNEDCL" sweep --config default --out "$OUT/main-$method" ${EXTRA:-} loss.method=$method $(tuned $method) \
                 eval.linear_probe=both --seeds 3 >/dev/null
         done
         export_records main main-ce main-supcon main-tcl
@@ -78,18 +86,18 @@ for stage in "$@"; do
     budget)
         for method in supcon tcl; do
             # shellcheck disable=SC2046
-            sweep "budget-$method" loss.method=$method $(chosen $method) --grid train.epochs=6,12,24,48 --seeds "$SEEDS"
+            sweep "budget-$method" loss.method=$method $(tuned $method) --grid train.epochs=6,12,24,48 --seeds "$SEEDS"
         done
         export_records budget budget-supcon budget-tcl
         ;;
     few)
         # 234 steps at every batch size (the base's 6 epochs of batch 256): fewer positives per anchor, same steps
         # shellcheck disable=SC2046
-        sweep few-batch loss.method=tcl $(chosen tcl | sed 's/ loss.k1=[^ ]*//') train.max_steps=234 \
+        sweep few-batch loss.method=tcl $TCL_NO_K1 "${STEPS[@]}" \
             --grid train.batch_size=16,32,64 loss.k1=0,5000,50000 --seeds "$SEEDS"
         # Tops {T-shirt, pullover, coat, shirt}, {trouser, dress}, footwear {sandal, sneaker, ankle boot}, {bag}
         # shellcheck disable=SC2046
-        sweep few-groups loss.method=tcl $(chosen tcl | sed 's/ loss.k1=[^ ]*//') \
+        sweep few-groups loss.method=tcl $TCL_NO_K1 \
             "data.train_label_groups=[[0,2,4,6],[1,3],[5,7,9],[8]]" --grid loss.k1=0,5000,50000 --seeds "$SEEDS"
         export_records few few-batch few-groups
         ;;
@@ -97,24 +105,24 @@ for stage in "$@"; do
         for method in ce supcon tcl; do
             # shellcheck disable=SC2046
             sweep "animal-$method" data.dataset=animal-mnist data.per_class=null loss.method=$method \
-                $(chosen $method) --seeds "$SEEDS"
+                $(tuned $method) --seeds "$SEEDS"
         done
         # shellcheck disable=SC2046
         sweep animal-k1 data.dataset=animal-mnist data.per_class=null loss.method=tcl \
-            $(chosen tcl | sed 's/ loss.k1=[^ ]*//') --grid loss.k1=0,1000,5000,50000 --seeds "$SEEDS"
+            $TCL_NO_K1 --grid loss.k1=0,1000,5000,50000 --seeds "$SEEDS"
         export_records animal animal-ce animal-supcon animal-tcl
         export_records animal-k1 animal-k1
         ;;
     stability)
         for method in supcon tcl; do
             # shellcheck disable=SC2046
-            sweep "stability-batch-$method" loss.method=$method $(chosen $method) train.max_steps=234 \
+            sweep "stability-batch-$method" loss.method=$method $(tuned $method) "${STEPS[@]}" \
                 --grid train.batch_size=64,128,256,512 --seeds "$SEEDS"
             # shellcheck disable=SC2046
-            sweep "stability-projector-$method" loss.method=$method $(chosen $method) \
+            sweep "stability-projector-$method" loss.method=$method $(tuned $method) \
                 --grid model.projection_dim=64,128,256 --seeds "$SEEDS"
             # shellcheck disable=SC2046
-            sweep "stability-augment-$method" loss.method=$method $(chosen $method) \
+            sweep "stability-augment-$method" loss.method=$method $(tuned $method) \
                 --grid data.augment=crop-flip,simaug,autoaug,randaug --seeds "$SEEDS"
         done
         for axis in batch projector augment; do
@@ -123,9 +131,10 @@ for stage in "$@"; do
         ;;
     control)
         # shellcheck disable=SC2046
-        sweep control-aa loss.method=tcl $(chosen tcl) --grid loss.chunk_size=0,null --seeds "$SEEDS"
+        sweep control-aa loss.method=tcl $TCL --grid loss.chunk_size=0,null --seeds "$SEEDS"
         "$TUNEDCL" report "$OUT/control-aa" --baseline loss.chunk_size=0 >/dev/null
         export_records control control-aa
+        "$TUNEDCL" report "$RECORDS/control" --baseline loss.chunk_size=0 >/dev/null  # paired.md from the records
         ;;
     *)
         echo "studies/supervised.sh: unknown stage '$stage'; the stages are tune main budget few animal stability control" >&2

@@ -11,7 +11,7 @@ import torch
 import tunedcl.train.loop as loop
 from tunedcl.train.config import ConfigError, load_config
 from tunedcl.train.loop import training_labels
-from tunedcl.train.run import run_training
+from tunedcl.train.run import evaluate_run, run_training
 
 pytest.importorskip("sklearn", reason="the digits data set comes with scikit-learn (pip install 'tunedcl[dev]')")
 
@@ -54,4 +54,6 @@ def test_training_sees_groups_and_evaluation_the_classes(
     assert results["linear_top1"] > 30  # the probe scores the 10 classes (chance: 10%), not the 2 groups
     if method == "ce":
         assert "ce_top1" not in results  # a 2-way head cannot score 10 classes
+    again = evaluate_run(tmp_path / "run")  # tunedcl eval builds the method as training did (a 2-way head)
+    assert again["linear_top1"] == results["linear_top1"]
     assert "train_label_groups:" in (tmp_path / "run" / "config.yaml").read_text()

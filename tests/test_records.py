@@ -134,4 +134,24 @@ def test_a_baseline_sweep_pairs_each_point_with_its_own_grid_values(tmp_path: Pa
     assert "minus `supcon` at the same grid values" in paired
     assert "| tcl@train.epochs=6 | 2 | +0.25 [" in paired  # (0.5 + 0.0) / 2
     assert "| tcl@train.epochs=12 | 2 | -1.25 [" in paired  # (-1.0 - 1.5) / 2
-    assert "tcl@train.epochs=24" not in paired and "| supcon@" not in paired
+    assert "| tcl@train.epochs=24" not in paired and "| supcon@" not in paired
+    assert "Not paired (no `supcon` point with the same grid values): tcl@train.epochs=24." in paired
+
+
+def test_export_refuses_what_it_cannot_write_whole(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run = tmp_path / "runs" / "tcl@v2" / "base" / "seed0"
+    run.mkdir(parents=True)
+    (run / "results.json").write_text(json.dumps({"linear_top1": 1.0, "knn_top1": 2.0}))
+    shutil.copytree(EXAMPLE, tmp_path / "exported")
+    (tmp_path / "file").write_text("")
+    cases = [
+        ([tmp_path / "runs" / "tcl@v2", tmp_path / "exported"], tmp_path / "out", "must not hold '@'"),
+        ([tmp_path / "exported"], tmp_path / "out", "holds run records, not run folders"),
+        ([tmp_path / "runs" / "tcl@v2"], tmp_path / "file", "is a file; choose a folder"),
+    ]
+    for sources, destination, message in cases:
+        with pytest.raises(ValueError, match=message):
+            export_runs(sources, destination)
+    assert not (tmp_path / "out").exists()  # nothing half-written
+    assert main(["export", str(tmp_path / "exported"), "--to", str(tmp_path / "out")]) == 2
+    assert "not run folders" in capsys.readouterr().err

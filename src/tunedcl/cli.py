@@ -162,7 +162,12 @@ def _report(dirs: Sequence[Path], baseline: str | None = None, fill: Path | None
         for line in report_dirs(dirs, baseline):
             print(line)
         if fill is not None:
-            filled, skipped = fill_document(fill, {Path(d).name: Path(d) for d in dirs})
+            studies = {Path(d).name: Path(d) for d in dirs}
+            if len(studies) < len(dirs):
+                raise ValueError("--fill finds a study by its folder name; two DIRs share one: "
+                                 + ", ".join(sorted({Path(d).name for d in dirs if [Path(e).name for e in dirs]
+                                                     .count(Path(d).name) > 1})))
+            filled, skipped = fill_document(fill, studies)
             print(f"{fill}: {len(filled)} tables filled" + (f"; left as they were (folder not given): "
                                                                f"{len(skipped)}" if skipped else ""))
     except ValueError as error:

@@ -43,8 +43,8 @@ _warned: set[tuple[str, torch.dtype]] = set()
 def similarity_dtype_for(dtype: torch.dtype | None, device: torch.device) -> torch.dtype | None:
     """``dtype`` where the device computes it fast; else None (fp32), with a warning once per device type and
     dtype. Reduced precision only trades accuracy for speed, so where it brings no speed it is not used."""
-    if dtype not in (torch.bfloat16, torch.float16) or device.type == "meta":
-        return dtype
+    if dtype not in (torch.bfloat16, torch.float16) or device.type not in ("cpu", "cuda"):
+        return dtype  # meta, MPS, XPU, ...: not judged here, the caller's choice stands
     fast = fast_bf16(device) if dtype == torch.bfloat16 else fast_fp16(device)
     if fast:
         return dtype

@@ -141,19 +141,28 @@ def export_runs(sources: list[Path], destination: Path) -> list[Path]:
     Raises ValueError for a source that is not a sweep with a finished run, or for two sources that would
     write the same point.
     """
-    planned: dict[Path, Path] = {}
+    if destination.exists() and not destination.is_dir():
+        raise ValueError(f"--to {destination} is a file; choose a folder for the records")
+    planned: dict[Path, tuple[Path, str]] = {}
     for source in sources:
+        if len(sources) > 1 and "@" in source.name:
+            raise ValueError(f"{source}: a sweep folder's name must not hold '@' (it separates a study's point "
+                             "names from their grid values); rename the folder")
         points = finished_points(source)
         if not points:
             raise ValueError(f"{source} is not a sweep with a finished run (no <point>/seed<N>/results.json)")
         for point in points:
             name = point if len(sources) == 1 else source.name if point == "base" else f"{source.name}@{point}"
             for seed in sorted(point_runs(source / point)):
+                run_dir = source / point / f"seed{seed}"
+                if not (run_dir / "results.json").is_file():  # a record, not a run folder
+                    raise ValueError(f"{source / point} holds run records, not run folders: it is exported "
+                                     "already (copy the folder to move it)")
                 target = destination / name / f"seed{seed}.json"
                 if target in planned:
-                    raise ValueError(f"{planned[target]} and {source / point} would both be exported as {target}")
-                planned[target] = source / point / f"seed{seed}"
-    for target, run_dir in planned.items():
+                    raise ValueError(f"{planned[target][0]} and {run_dir} would both be exported as {target}")
+                planned[target] = (run_dir, json.dumps(run_record(run_dir), indent=1) + "\n")
+    for target, (_, text) in planned.items():  # every record read before any is written
         target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(target, json.dumps(run_record(run_dir), indent=1, sort_keys=False) + "\n")
+        atomic_write_text(target, text)
     return list(planned)

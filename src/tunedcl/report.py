@@ -390,8 +390,8 @@ def _reference_of(points: list[str], baseline: str, out: Path) -> dict[str, str]
     if not any(point.startswith(prefix) for point in points):
         raise ValueError(f"--baseline {baseline!r} is neither a finished grid point of {out} nor a sweep of its "
                          f"points (SWEEP@values); its points: {', '.join(points) or 'none'}")
-    return {point: prefix + point.partition("@")[2] for point in points
-            if "@" in point and not point.startswith(prefix) and prefix + point.partition("@")[2] in points}
+    return {point: prefix + point.rpartition("@")[2] for point in points
+            if "@" in point and not point.startswith(prefix) and prefix + point.rpartition("@")[2] in points}
 
 
 def write_paired(out: Path, baseline: str) -> str:
@@ -405,6 +405,8 @@ def write_paired(out: Path, baseline: str) -> str:
     lines = [f"Each grid point minus `{baseline}`"
              + ("" if baseline in points else " at the same grid values") + ", paired by seed (points of top-1).", "",
              f"| grid point | pairs | linear: {header} | kNN: {header} |", "|---|---:|---|---|"]
+    unpaired = [point for point in points if point not in references and point != baseline
+                and not point.startswith(baseline + "@")]
     for point in points:
         if point not in references:
             continue
@@ -417,6 +419,8 @@ def write_paired(out: Path, baseline: str) -> str:
         cells = [paired([reference[s][key] for s in seeds], [runs[s][key] for s in seeds]).cells()
                  for key in ("linear_top1", "knn_top1")]
         lines.append(f"| {point} | {len(seeds)} | {cells[0]} | {cells[1]} |")
+    if unpaired:  # no baseline point with the same grid values: said, not dropped silently
+        lines += ["", f"Not paired (no `{baseline}` point with the same grid values): {', '.join(unpaired)}."]
     table = "\n".join(lines) + "\n"
     atomic_write_text(out / "paired.md", table)
     return table

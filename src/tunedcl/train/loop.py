@@ -117,6 +117,13 @@ def keep_on_device(nbytes: int, device: torch.device, limit_gib: float, free_byt
     return nbytes <= free_bytes // 4
 
 
+def trained_classes(config: Config, dataset: Any) -> int:
+    """How many labels training distinguishes (a classifier's outputs): the groups of
+    ``data.train_label_groups``, else the dataset's classes. Training and ``tunedcl eval`` build alike."""
+    groups = config.data.train_label_groups
+    return len(groups) if groups else dataset.num_classes
+
+
 def build_method(config: Config, in_channels: int, num_classes: int, gather_distributed: bool) -> Method:
     """The config's method with its model built (``method.model``); the encoder is built first, then the
     method's parts, so the initial weights depend on the seed alone."""
@@ -217,10 +224,9 @@ class Trainer:
         self.dataset = load_training_data(config)
         self.memory_format = torch.channels_last if config.train.channels_last else torch.contiguous_format
         gather = runtime.distributed and config.train.gather_distributed
-        groups = config.data.train_label_groups
-        self.train_labels = training_labels(self.dataset.train.labels, groups, self.dataset.num_classes)
-        trained_classes = len(groups) if groups else self.dataset.num_classes
-        self.method = build_method(config, self.dataset.in_channels, trained_classes, gather)
+        self.train_labels = training_labels(self.dataset.train.labels, config.data.train_label_groups,
+                                            self.dataset.num_classes)
+        self.method = build_method(config, self.dataset.in_channels, trained_classes(config, self.dataset), gather)
         self.model = self.method.model.to(runtime.device, memory_format=self.memory_format)
         self.method.to(runtime.device)
         self.wrapped: nn.Module = self.model
@@ -412,7 +418,7 @@ class Trainer:
         if self.prefetcher is not None:
             images, labels = self.prefetcher.fetch(rows, next_rows)
         else:
-            rows = rows.to(self.train_images.device)
+            rows = rows.to(self.train_images.device, non_blocking=True)  # no stream sync when the split is on a GPU
             images = self.train_images[rows].to(device, non_blocking=True)
             labels = self.train_labels[rows].to(device, non_blocking=True)
         views = make_views(images, self.n_views, data.augment, self.dataset.mean, self.dataset.std,

@@ -203,7 +203,7 @@ def _periodic_knn(config: Config, runtime: Runtime):
 def evaluate_run(run_dir: Path, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
     """``tunedcl eval RUN_DIR``: evaluate a run's last checkpoint again (eval.* overrides allowed)."""
     from tunedcl.train.evaluation import evaluate
-    from tunedcl.train.loop import build_method, load_training_data
+    from tunedcl.train.loop import build_method, load_training_data, trained_classes
 
     config = load_run_config(run_dir)
     for text in overrides:
@@ -219,7 +219,7 @@ def evaluate_run(run_dir: Path, overrides: list[str] | tuple[str, ...] = ()) -> 
         raise ConfigError(f"{run_dir} has no checkpoint ({rundir.CHECKPOINT})")
     runtime = setup(config.train)
     dataset = load_training_data(config)
-    method = build_method(config, dataset.in_channels, dataset.num_classes, gather_distributed=False)
+    method = build_method(config, dataset.in_channels, trained_classes(config, dataset), gather_distributed=False)
     try:  # the method's own state too: a method may evaluate a network it keeps itself (a momentum target)
         method.model.load_state_dict(state["model"])
         method.to(runtime.device)

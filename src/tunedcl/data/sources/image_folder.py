@@ -197,6 +197,8 @@ def _exclusive(parent: Path) -> Iterator[None]:
         except BlockingIOError:
             log.info("another process is building an image cache in %s; waiting for it", parent)
             fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError as error:  # NFS emulates flock with fcntl locks, which refuse a read-only descriptor
+            log.info("no lock on %s (%s): processes may build the cache at once; one rename wins", parent, error)
         yield
     finally:
         os.close(handle)  # closing the last descriptor releases the lock
