@@ -41,8 +41,9 @@ import torch
 from tunedcl import rundir
 from tunedcl.data.augment import AUGMENTATIONS, apply_preset
 from tunedcl.losses import LOSSES, ContrastiveLoss
+from tunedcl.train.assemble import epoch_permutation
 from tunedcl.train.config import list_presets, load_config
-from tunedcl.train.loop import Trainer, epoch_permutation
+from tunedcl.train.loop import Trainer
 from tunedcl.train.progress import Progress
 from tunedcl.train.run import run_training
 from tunedcl.train.runtime import describe_cpu, setup

@@ -23,9 +23,10 @@ from _device import add_device_argument, timed
 
 from tunedcl.data.augment import make_views
 from tunedcl.methods import Batch
+from tunedcl.train.assemble import build_method, load_training_data
 from tunedcl.train.builders import build_optimizer
 from tunedcl.train.config import load_config
-from tunedcl.train.loop import build_method, load_training_data, train
+from tunedcl.train.loop import train
 from tunedcl.train.progress import Progress
 from tunedcl.train.runtime import setup
 

@@ -23,8 +23,8 @@ import torch
 from tunedcl import rundir
 from tunedcl.analysis import gradient_coefficients, mean_gradient_magnitudes
 from tunedcl.data.augment import make_views
+from tunedcl.train.assemble import build_method, load_training_data
 from tunedcl.train.config import load_run_config
-from tunedcl.train.loop import build_method, load_training_data
 
 SETTINGS = [(0.0, 1.0), (10.0, 1.0), (100.0, 1.0), (1000.0, 1.0), (5000.0, 1.0), (50000.0, 1.0),
             (100000.0, 1.0), (50000.0, 3.0)]

@@ -25,8 +25,9 @@ from torch import nn
 
 from tunedcl import rundir
 from tunedcl.models import create_model
+from tunedcl.train.assemble import epoch_permutation
 from tunedcl.train.config import load_config
-from tunedcl.train.loop import Trainer, TrainOutcome, epoch_permutation
+from tunedcl.train.loop import Trainer, TrainOutcome
 from tunedcl.train.progress import Progress
 from tunedcl.train.run import run_training
 from tunedcl.train.runtime import setup

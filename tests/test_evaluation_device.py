@@ -21,8 +21,8 @@ from tunedcl.evaluate.knn import KNNResult
 from tunedcl.evaluate.linear_probe import ProbeResult
 from tunedcl.models import create_model
 from tunedcl.records import equal_protocol_results
+from tunedcl.train.assemble import build_method
 from tunedcl.train.config import load_config
-from tunedcl.train.loop import build_method
 from tunedcl.train.runtime import Runtime
 
 CPU = Runtime(torch.device("cpu"), None, 0, 1)

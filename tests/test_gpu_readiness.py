@@ -91,8 +91,8 @@ def test_method_states_travel_between_ranks_on_the_cpu() -> None:
 def test_the_training_split_lives_on_the_gpu_only_when_it_fits() -> None:
     """train.data_on_device_gib: CIFAR (150 MB) stays on a GPU with room; ImageNet-100 at 128 px (6 GiB) or a
     nearly full GPU keeps its split on the host (pinned-memory prefetch); the CPU never moves anything."""
+    from tunedcl.train.assemble import keep_on_device
     from tunedcl.train.config import ConfigError, load_config
-    from tunedcl.train.loop import keep_on_device
 
     cuda, gib = torch.device("cuda", 0), 2**30
     cifar, imagenet100 = 50_000 * 3 * 32 * 32, 126_689 * 3 * 128 * 128

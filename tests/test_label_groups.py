@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import tunedcl.train.loop as loop
+from tunedcl.train.assemble import training_labels
 from tunedcl.train.config import ConfigError, load_config
-from tunedcl.train.loop import training_labels
 from tunedcl.train.run import evaluate_run, run_training
 
 pytest.importorskip("sklearn", reason="the digits data set comes with scikit-learn (pip install 'tunedcl[dev]')")

@@ -34,8 +34,8 @@ from tunedcl.methods import METHODS, Batch, create_method
 from tunedcl.methods.mocov2 import MoCoV2
 from tunedcl.methods.tcl_moco import TCLMoCo
 from tunedcl.models import create_model
+from tunedcl.train.assemble import epoch_permutation
 from tunedcl.train.config import ConfigError, load_config
-from tunedcl.train.loop import epoch_permutation
 
 pytest.importorskip("sklearn", reason="the digits data set comes with scikit-learn (pip install 'tunedcl[dev]')")
 

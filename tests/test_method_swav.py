@@ -36,8 +36,8 @@ from tunedcl import distributed as dist_utils
 from tunedcl.losses.swav import SwAVLoss, sinkhorn_knopp
 from tunedcl.methods import METHODS, Batch, create_method
 from tunedcl.models import create_model
+from tunedcl.train.assemble import epoch_permutation
 from tunedcl.train.config import load_config
-from tunedcl.train.loop import epoch_permutation
 
 pytest.importorskip("sklearn", reason="the digits data set comes with scikit-learn (pip install 'tunedcl[dev]')")
 

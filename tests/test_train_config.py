@@ -145,7 +145,7 @@ def test_options_reach_the_constructors() -> None:
 
 def test_cifar100_coarse_labels_are_a_config_value(tmp_path: Path) -> None:
     from _data_files import make_cifar_batches, write_cifar_tar
-    from tunedcl.train.loop import load_training_data
+    from tunedcl.train.assemble import load_training_data
 
     write_cifar_tar(tmp_path / "cifar-100-python.tar.gz", "cifar-100-python", make_cifar_batches("cifar100", 20))
     common = [f"data.root={tmp_path}", "data.options.verify=false"]
@@ -158,7 +158,7 @@ def test_the_imagenet100_preset_reads_only_the_listed_classes(tmp_path: Path) ->
     pytest.importorskip("PIL", reason="Pillow not installed (pip install 'tunedcl[images]')")
     from _data_files import make_image_tree
     from tunedcl.data.sources.image_folder import imagenet100_classes
-    from tunedcl.train.loop import load_training_data
+    from tunedcl.train.assemble import load_training_data
 
     wnids = imagenet100_classes()
     make_image_tree(tmp_path / "tree", [*wnids, "n99999901", "n99999902"], n_train=1, n_test=1)

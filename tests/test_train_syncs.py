@@ -16,7 +16,7 @@ from torch.overrides import TorchFunctionMode
 
 import method_harness as harness
 from tunedcl import rundir
-from tunedcl.train import loop
+from tunedcl.train import loop, pending
 from tunedcl.train.config import RESUMABLE, load_config
 from tunedcl.train.loop import TrainingError
 
@@ -26,7 +26,8 @@ TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
 
 
 class LoopSyncs(TorchFunctionMode):
-    """Counts the host reads of tensors whose nearest caller outside torch is the training loop."""
+    """Counts the host reads of tensors whose nearest caller outside torch is the training loop (loop.py and
+    the pending-loss reads it makes, pending.py)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -37,7 +38,7 @@ class LoopSyncs(TorchFunctionMode):
             frame = sys._getframe(1)
             while frame is not None and frame.f_code.co_filename.startswith(TORCH_DIR):
                 frame = frame.f_back
-            if frame is not None and frame.f_code.co_filename == loop.__file__:
+            if frame is not None and frame.f_code.co_filename in (loop.__file__, pending.__file__):
                 self.count += 1
         return func(*args, **(kwargs or {}))
 

@@ -1,5 +1,5 @@
 """From a Config to what a run trains with: the encoder, the optimiser, the learning-rate schedule (the method
-builds the rest: :func:`tunedcl.train.loop.build_method`)."""
+builds the rest: :func:`tunedcl.train.assemble.build_method`)."""
 
 from __future__ import annotations
 

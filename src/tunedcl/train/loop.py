@@ -14,7 +14,6 @@ bit-identical weights to an uninterrupted one.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,12 +27,20 @@ from torch.nn.parallel import DistributedDataParallel
 
 from tunedcl import __version__, distributed, rundir
 from tunedcl.analysis import batch_gradient_statistics
-from tunedcl.data import load_dataset
 from tunedcl.data.augment import make_views
 from tunedcl.data.prefetch import BatchPrefetcher
-from tunedcl.methods import Batch, Method, create_method
-from tunedcl.train.builders import build_encoder, build_optimizer, build_scheduler
+from tunedcl.methods import Batch, Method
+from tunedcl.train.assemble import (
+    build_method,
+    epoch_permutation,
+    keep_on_device,
+    load_training_data,
+    trained_classes,
+    training_labels,
+)
+from tunedcl.train.builders import build_optimizer, build_scheduler
 from tunedcl.train.config import RESUMABLE, Config, ConfigError, flat_config
+from tunedcl.train.pending import PendingLosses
 from tunedcl.train.progress import Progress, tensorboard_writer
 from tunedcl.train.runtime import Runtime, StopFlag, seed_everything
 
@@ -66,78 +73,6 @@ class TrainOutcome:
     final_loss: float
 
 
-def epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
-    """The order of the training images in ``epoch``: the same on every rank and after a resume."""
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    return torch.randperm(n, generator=generator)
-
-
-def load_training_data(config: Config):
-    """The dataset of the config, with its subset and source options (``data.options``)."""
-    data = config.data
-    try:
-        return load_dataset(
-            data.dataset,
-            root=data.root,
-            download=data.download,
-            fraction=data.fraction,
-            per_class=data.per_class,
-            seed=data.subset_seed,
-            validation=data.validation,
-            **data.options,
-        )
-    except ValueError as error:
-        raise ConfigError(f"data: {error}") from error
-
-
-def training_labels(labels: torch.Tensor, groups: list[list[int]] | None, num_classes: int) -> torch.Tensor:
-    """The labels training sees: the classes, or with ``data.train_label_groups`` the index of each class's
-    group (positives far apart; evaluation keeps the classes). ConfigError unless the groups hold every class
-    ``0 .. num_classes - 1`` once."""
-    if groups is None:
-        return labels
-    named = sorted(c for group in groups for c in group)
-    if named != list(range(num_classes)):
-        raise ConfigError(f"data.train_label_groups must hold every class 0..{num_classes - 1} of the dataset once; "
-                          f"got {groups}")
-    group_of = torch.empty(num_classes, dtype=labels.dtype)
-    for index, group in enumerate(groups):
-        group_of[group] = index
-    return group_of[labels]
-
-
-def keep_on_device(nbytes: int, device: torch.device, limit_gib: float, free_bytes: int | None = None) -> bool:
-    """Whether a training split of ``nbytes`` should live on ``device`` (train.data_on_device_gib): only on a
-    GPU, at most ``limit_gib`` GiB and a quarter of the free memory (``free_bytes``; read from the device when
-    None), so the model keeps room. Indexing a batch there then costs no host copy at all."""
-    if device.type != "cuda" or nbytes > limit_gib * 2**30:
-        return False
-    if free_bytes is None:
-        free_bytes = torch.cuda.mem_get_info(device)[0]
-    return nbytes <= free_bytes // 4
-
-
-def trained_classes(config: Config, dataset: Any) -> int:
-    """How many labels training distinguishes (a classifier's outputs): the groups of
-    ``data.train_label_groups``, else the dataset's classes. Training and ``tunedcl eval`` build alike."""
-    groups = config.data.train_label_groups
-    return len(groups) if groups else dataset.num_classes
-
-
-def build_method(config: Config, in_channels: int, num_classes: int, gather_distributed: bool) -> Method:
-    """The config's method with its model built (``method.model``); the encoder is built first, then the
-    method's parts, so the initial weights depend on the seed alone."""
-    method = create_method(config.loss.method, **config.loss.hyperparameters)
-    method.build(
-        build_encoder(config, in_channels),
-        num_classes,
-        projection_dim=config.model.projection_dim,
-        projection_hidden=config.model.projection_hidden,
-        gather_distributed=gather_distributed,
-    )
-    return method
-
-
 def _to_cpu(value: Any) -> Any:
     """``value`` with every tensor in it (nested dicts, lists) copied to the CPU."""
     if isinstance(value, torch.Tensor):
@@ -151,66 +86,6 @@ def _to_cpu(value: Any) -> Any:
 
 def _new_epoch_sums() -> dict[str, float]:
     return {"loss": 0.0, "steps": 0, "seconds": 0.0}
-
-
-@dataclass
-class _Read:
-    """What one read of :class:`_PendingLosses` found (global over ranks)."""
-
-    loss_sum: float  # the summed (global mean) losses of the steps read
-    last_loss: float  # the last of them
-    non_finite: str  # what was non-finite, e.g. "the loss (nan)"; "" when all was finite
-
-
-class _PendingLosses:
-    """Losses and finiteness flags of the steps since the last read, kept on the training device.
-
-    Summed in float64, the sum a Python float accumulating ``float(loss)`` each step would give (float32
-    losses convert exactly), so a read every step reproduces the per-step numbers bit for bit. A local loss
-    (``is_global`` false) is averaged over ranks at the read; the average of the sums is the sum of the
-    averages. MPS has no float64; it sums in float32.
-    """
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.dtype = torch.float32 if device.type == "mps" else torch.float64
-        self.clear()
-
-    def clear(self) -> None:
-        self.losses: torch.Tensor | None = None  # [2]: sum of the losses, the last loss
-        self.flags: dict[str, torch.Tensor] = {}  # what -> True if it was non-finite at some step
-        self.steps = 0  # how many steps the losses hold
-        self.last_step = 0  # the (1-based) number of the last of them
-        self.is_global = True
-
-    def add(self, loss: torch.Tensor, is_global: bool, step: int) -> None:
-        value = loss.to(self.dtype).reshape(1)
-        self.losses = torch.cat([value, value]) if self.losses is None else torch.cat([self.losses[:1] + value, value])
-        self.is_global = is_global
-        self.steps += 1
-        self.last_step = step
-
-    def flag(self, what: str, tensor: torch.Tensor) -> None:
-        bad = ~torch.isfinite(tensor).all()
-        self.flags[what] = bad if what not in self.flags else self.flags[what] | bad
-
-    def read(self) -> _Read:
-        """One host sync (``tolist``), after one all_reduce under DDP (every rank reads at the same steps, and
-        the methods flag the same names in the same order, so the reduced tensors match)."""
-        assert self.losses is not None
-        mine = torch.cat([self.losses, *(flag.to(self.dtype).reshape(1) for flag in self.flags.values())])
-        world, n = distributed.world_size(), mine.numel()
-        if world > 1:
-            reduced = distributed.all_reduce_sum(mine.to(distributed.collective_device(self.device)))
-            both = torch.cat([mine.to(reduced.device), reduced]).tolist()
-            values, total = both[:n], both[n:]
-        else:
-            values = total = mine.tolist()
-        loss_sum, last = (values[0], values[1]) if self.is_global else (total[0] / world, total[1] / world)
-        bad = [what for what, count in zip(self.flags, total[2:], strict=True) if count > 0]
-        if not math.isfinite(total[0]):  # a non-finite loss on any rank makes the sum over ranks non-finite
-            bad.append(f"the loss ({last})")
-        return _Read(loss_sum, last, " and ".join(bad))
 
 
 class Trainer:
@@ -251,7 +126,7 @@ class Trainer:
         self.check_every = config.train.check_finite_every or (
             1 if runtime.device.type == "cpu" else AUTO_CHECK_EVERY_ACCELERATOR
         )
-        self.pending = _PendingLosses(runtime.device)
+        self.pending = PendingLosses(runtime.device)
         self._closing_step = False  # the step being taken ends an epoch or the run
         # On a GPU the split lives there when it fits (train.data_on_device_gib); else a host-held split's next
         # batch is copied from pinned memory while this step runs. On the CPU the batch is indexed as always.

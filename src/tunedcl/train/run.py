@@ -192,7 +192,7 @@ def _periodic_knn(config: Config, runtime: Runtime):
         if epoch % config.eval.every_epochs or not runtime.is_main:
             return {}
         if "dataset" not in dataset_cache:
-            from tunedcl.train.loop import load_training_data
+            from tunedcl.train.assemble import load_training_data
 
             dataset_cache["dataset"] = load_training_data(config)
         return knn_only(method, dataset_cache["dataset"], config, runtime)
@@ -202,8 +202,8 @@ def _periodic_knn(config: Config, runtime: Runtime):
 
 def evaluate_run(run_dir: Path, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
     """``tunedcl eval RUN_DIR``: evaluate a run's last checkpoint again (eval.* overrides allowed)."""
+    from tunedcl.train.assemble import build_method, load_training_data, trained_classes
     from tunedcl.train.evaluation import evaluate
-    from tunedcl.train.loop import build_method, load_training_data, trained_classes
 
     config = load_run_config(run_dir)
     for text in overrides:
