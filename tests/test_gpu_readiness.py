@@ -104,3 +104,21 @@ def test_the_training_split_lives_on_the_gpu_only_when_it_fits() -> None:
     assert not keep_on_device(cifar, torch.device("cpu"), 2.0, free_bytes=80 * gib)
     with pytest.raises(ConfigError, match="train.data_on_device_gib"):
         load_config("quick", ["train.data_on_device_gib=-1"])
+
+
+def test_augmentation_tables_are_uploaded_once_per_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A constant table built with torch.tensor(..., device=cuda) at every step is a blocking host-to-device
+    copy per step; after the first batch, no preset builds a tensor from Python values again."""
+    from tunedcl.data.augment import make_views
+
+    images = torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8)
+    presets = ("crop-flip", "simaug", "autoaug", "randaug")
+    for preset in presets:  # the first batch uploads the tables
+        make_views(images, 2, preset, (0.5,) * 3, (0.25,) * 3, generator=torch.Generator().manual_seed(0))
+
+    def no_upload(*args, **kwargs):  # noqa: ANN002, ANN003
+        raise AssertionError("torch.tensor called at a later step")
+
+    monkeypatch.setattr(torch, "tensor", no_upload)
+    for preset in presets:
+        make_views(images, 2, preset, (0.5,) * 3, (0.25,) * 3, generator=torch.Generator().manual_seed(1))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -94,6 +95,19 @@ def check_range(
     return low, high
 
 
+_CONSTANTS: dict[tuple[Any, ...], Tensor] = {}
+
+
+def constant(values: tuple[Any, ...], device: torch.device, dtype: torch.dtype | None = None) -> Tensor:
+    """A small constant table (nested tuples) as a tensor on ``device``, uploaded once per device: building it
+    with ``torch.tensor(..., device=cuda)`` at every step would be a blocking host-to-device copy each time."""
+    key = (values, str(device), dtype)
+    table = _CONSTANTS.get(key)
+    if table is None:
+        table = _CONSTANTS[key] = torch.tensor(values, device=device, dtype=dtype)
+    return table
+
+
 def _draw_device(generator: torch.Generator | None, device: torch.device) -> torch.device:
     return device if generator is None else generator.device
 
@@ -103,7 +117,7 @@ def uniform(
 ) -> Tensor:
     """float32 samples from U[low, high) of `shape` on `device`."""
     u = torch.rand(shape, generator=generator, device=_draw_device(generator, device))
-    return (u * (high - low) + low).to(device)
+    return (u * (high - low) + low).to(device, non_blocking=True)  # a CPU generator's draws: no host sync
 
 
 def randint(
@@ -111,7 +125,7 @@ def randint(
 ) -> Tensor:
     """int64 samples from {low, ..., high - 1} of `shape` on `device`."""
     r = torch.randint(low, high, shape, generator=generator, device=_draw_device(generator, device))
-    return r.to(device)
+    return r.to(device, non_blocking=True)
 
 
 def bernoulli(p: float, shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> Tensor:

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from tunedcl._checks import bad_argument, check_int, check_probability
 
-from .common import check_range, expand_param, is_int, randint, to_float, uniform
+from .common import check_range, constant, expand_param, is_int, randint, to_float, uniform
 
 __all__ = [
     "hflip",
@@ -75,7 +75,7 @@ def _warp(
     dev = images.device
     xs = (torch.arange(out_w, device=dev, dtype=torch.float32) + 0.5).view(1, 1, out_w)
     ys = (torch.arange(out_h, device=dev, dtype=torch.float32) + 0.5).view(1, out_h, 1)
-    scale = torch.tensor([2.0 / w, 2.0 / h], device=dev).view(1, 2, 1, 1, 1)
+    scale = constant((2.0 / w, 2.0 / h), dev).view(1, 2, 1, 1, 1)
     coef = matrix.to(device=dev, dtype=torch.float32).view(b, 2, 3, 1, 1) * scale
     # Written into the interleaved [B, H, W, 2] grid directly (torch.stack is several times slower here).
     grid = torch.empty(b, out_h, out_w, 2, dtype=torch.float32, device=dev)

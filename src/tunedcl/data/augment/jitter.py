@@ -14,7 +14,7 @@ from torch import Tensor
 from tunedcl._checks import check_probability, check_real
 
 from . import color
-from .common import bernoulli, check_range, map_cpu_chunks, to_float, uniform
+from .common import bernoulli, check_range, constant, map_cpu_chunks, to_float, uniform
 
 __all__ = ["color_jitter", "random_grayscale", "random_solarize"]
 
@@ -79,7 +79,7 @@ def color_jitter(
     if b == 0 or p == 0.0 or not any(active):
         return x
     # ops[i, position]: what image i does at that position (_SKIP when not applied or disabled).
-    enabled = torch.tensor(active + [False], device=dev)
+    enabled = constant((*active, False), dev)
     ops = torch.where(applied.unsqueeze(1), order, _SKIP)
     ops = torch.where(enabled[ops], ops, _SKIP)
     chosen = factors.gather(1, ops.clamp(max=_HUE))

@@ -24,7 +24,7 @@ from torch import Tensor
 from tunedcl._checks import check_int
 
 from . import color, geometric
-from .common import apply_grouped, randint, signs, to_float, uniform
+from .common import apply_grouped, constant, randint, signs, to_float, uniform
 
 __all__ = [
     "OPS",
@@ -133,7 +133,7 @@ def apply_ops(images: Tensor, op_ids: Tensor, levels: Tensor) -> Tensor:
     Ops of one family run together: all geometric ops are one warp, all enhancements one blend.
     """
     x = to_float(images)
-    family = torch.tensor(_FAMILY_OF, device=x.device)[op_ids]
+    family = constant(tuple(_FAMILY_OF), x.device)[op_ids]
     params = torch.stack([op_ids.to(torch.float32), levels.to(torch.float32)], dim=1)
     return apply_grouped(x, family, [fn for _, fn in _FAMILIES], params)
 
@@ -177,7 +177,7 @@ RANDAUGMENT_OPS: tuple[str, ...] = (
 
 
 def _signed_levels(op_ids: Tensor, levels: Tensor, coin: Tensor) -> Tensor:
-    signed = torch.tensor(_SIGNED, device=op_ids.device)[op_ids]
+    signed = constant(tuple(_SIGNED), op_ids.device)[op_ids]
     return torch.where(signed, levels * coin, levels)
 
 
@@ -187,9 +187,9 @@ def auto_augment(images: Tensor, generator: torch.Generator | None = None) -> Te
     x = to_float(images)
     b, dev = x.shape[0], x.device
     table = AUTOAUGMENT_CIFAR10_POLICY
-    op_table = torch.tensor([[_ID[name] for name, _, _ in sub] for sub in table], device=dev)
-    prob_table = torch.tensor([[prob for _, prob, _ in sub] for sub in table], device=dev)
-    level_table = torch.tensor([[(m or 0) / (_AUTOAUGMENT_BINS - 1) for _, _, m in sub] for sub in table], device=dev)
+    op_table = constant(tuple(tuple(_ID[name] for name, _, _ in sub) for sub in table), dev)
+    prob_table = constant(tuple(tuple(prob for _, prob, _ in sub) for sub in table), dev)
+    level_table = constant(tuple(tuple((m or 0) / (_AUTOAUGMENT_BINS - 1) for _, _, m in sub) for sub in table), dev)
     chosen = randint(0, len(table), (b,), generator, dev)
     draws = uniform(0.0, 1.0, (2, b), generator, dev)
     coins = signs((2, b), generator, dev)
@@ -220,7 +220,7 @@ def rand_augment(
     x = to_float(images)
     b, dev = x.shape[0], x.device
     level = magnitude / (num_magnitude_bins - 1)
-    candidates = torch.tensor([_ID[name] for name in RANDAUGMENT_OPS], device=dev)
+    candidates = constant(tuple(_ID[name] for name in RANDAUGMENT_OPS), dev)
     picks = randint(0, len(RANDAUGMENT_OPS), (num_ops, b), generator, dev)
     coins = signs((num_ops, b), generator, dev)
     for i in range(num_ops):
