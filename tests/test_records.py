@@ -34,6 +34,8 @@ def test_report_rebuilds_the_tables_of_a_committed_study(study: Path, capsys: py
     # simclr - tcl-ssl by seed: linear -0.5, -1.0, +0.3; kNN +1.0, +2.0, +1.5 (mean 1.5, sd 0.5, t(2) = 4.303:
     # half-width 1.24); three of three positive: sign p = Wilcoxon p = 2/8.
     paired = (study / "paired.md").read_text()
+    header, delimiter = paired.splitlines()[2:4]
+    assert header.count("|") == delimiter.count("|") == 11  # 10 columns: a markdown table renders
     assert "| simclr | 3 | -0.40 [" in paired
     assert "+1.50 [+0.26, +2.74] | 3/0/0 | 0.25 | 0.25 |" in paired
     assert str(study / "summary.md") in capsys.readouterr().out

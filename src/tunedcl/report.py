@@ -404,7 +404,8 @@ def write_paired(out: Path, baseline: str) -> str:
     header = "mean [95% interval] | more/less/equal | sign p | Wilcoxon p"
     lines = [f"Each grid point minus `{baseline}`"
              + ("" if baseline in points else " at the same grid values") + ", paired by seed (points of top-1).", "",
-             f"| grid point | pairs | linear: {header} | kNN: {header} |", "|---|---:|---|---|"]
+             f"| grid point | pairs | linear: {header} | kNN: {header} |",
+             "|---|---:|" + "---|---:|---:|---:|" * 2]  # one delimiter per column, or it renders as no table
     unpaired = [point for point in points if point not in references and point != baseline
                 and not point.startswith(baseline + "@")]
     for point in points:
