@@ -44,8 +44,10 @@ def test_ranks_loading_at_once_build_the_cache_once(tmp_path: Path, monkeypatch:
     def slow_build(*args, **kwargs):
         builds.append(threading.current_thread().name)
         # The first builder holds on until the other rank is seen waiting at the lock (without a lock, the
-        # other would build too and this would time out).
-        waiting.event.wait(timeout=10)
+        # other would build too and this would time out). The wait ends as soon as the other rank waits; the
+        # long timeout only matters on a loaded machine, where reaching the lock can take the other thread
+        # many seconds (a 10 s timeout failed under a concurrent training run).
+        waiting.event.wait(timeout=120)
         real_build(*args, **kwargs)
 
     monkeypatch.setattr(image_folder, "_build", slow_build)
@@ -63,7 +65,7 @@ def test_ranks_loading_at_once_build_the_cache_once(tmp_path: Path, monkeypatch:
         for thread in threads:
             thread.start()
         for thread in threads:
-            thread.join(timeout=60)
+            thread.join(timeout=300)
     finally:
         logger.removeHandler(waiting)
     assert not errors, errors
