@@ -32,11 +32,7 @@ study e-k1-temperature --grid loss.k1_uses_temperature=false,true loss.k1=10,100
 study d-batch --grid loss.method=supcon,tcl train.batch_size=64,128,256,512
 study d-projector --grid loss.method=supcon,tcl model.projection_dim=64,128,256
 study d-augment --grid loss.method=supcon,tcl data.augment=crop-flip,simaug,autoaug
-# (b) self-supervised: SimCLR vs TCL with instance positives, 2 views, and the three-view variant
-# (two SimAugment views plus one crop-flip view), SimAugment views, tau = 0.2
-study b-ssl-2-views --grid loss.method=simclr,tcl-ssl data.augment=simaug loss.temperature=0.2
-study b-ssl-3-views --grid loss.method=simclr,tcl-ssl data.augment=simaug loss.temperature=0.2 \
-    data.n_views=3 data.last_view_augment=crop-flip
+# (b) self-supervised: nine methods at their own recipes and TCL-SSL's controls, in studies/ssl_comparison.sh
 # (d) Figure 2, encoder: a narrow ResNet-18 (width 0.25: 16-128 channels); the small CNN is in a-supervised
 study d-encoder-resnet18 --grid loss.method=supcon,tcl model.encoder=resnet18 model.width=0.25
 # (e') the tempered k1 term at the scale where it is no longer negligible (e^{-s/tau} ~ 1e-4 at s = 0.93)
