@@ -52,6 +52,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--methods", nargs="+", default=None, metavar="LABEL",
+                        help="only these rows (labels of the table, e.g. simclr tcl-ssl); the first is the baseline")
     add_device_argument(parser, default="auto")
     parser.add_argument("overrides", nargs="*", help="added to every method's config (section.key=value)")
     args = parser.parse_args()
@@ -61,7 +63,8 @@ def main() -> None:
           f"{' '.join(BUDGET)}; {args.steps} timed steps per method\n")
     print("| method | preset | images/s | views/s | cost per image vs SimCLR |\n|---|---|---:|---:|---:|")
     baseline = None
-    for label, preset, overrides in METHODS:
+    rows = METHODS if args.methods is None else [row for row in METHODS if row[0] in args.methods]
+    for label, preset, overrides in rows:
         rate, views = images_per_second(preset, overrides, args.steps, args.device)
         baseline = baseline or rate
         print(f"| {label} | {preset} | {rate:,.0f} | {rate * views:,.0f} | {baseline / rate:.2f}x |", flush=True)
