@@ -4,7 +4,6 @@ ranks: each opens the folder itself, so their flock locks exclude each other as 
 
 from __future__ import annotations
 
-import logging
 import threading
 from pathlib import Path
 
@@ -19,15 +18,16 @@ pytest.importorskip("PIL", reason="Pillow not installed (pip install 'tunedcl[im
 pytest.importorskip("fcntl", reason="no flock here (Windows): concurrent builds are not serialised")
 
 
-class _Waiting(logging.Handler):
-    """Sets ``event`` when a loader reports that it waits for another one's build."""
+class _Waiting:
+    """Stands in for the module's logger: sets ``event`` when a loader reports that it waits for another one's
+    build. (A logging.Handler would depend on the logging configuration other tests leave behind: with the
+    logger disabled the message never arrives, and the test failed in the full suite only.)"""
 
     def __init__(self) -> None:
-        super().__init__(logging.INFO)
         self.event = threading.Event()
 
-    def emit(self, record: logging.LogRecord) -> None:
-        if "waiting for it" in record.getMessage():
+    def info(self, message: str, *args: object) -> None:
+        if "waiting for it" in message:
             self.event.set()
 
 
@@ -35,9 +35,7 @@ def test_ranks_loading_at_once_build_the_cache_once(tmp_path: Path, monkeypatch:
     root, cache = tmp_path / "tree", tmp_path / "cache"
     make_image_tree(root, ["a", "b"], n_train=3, n_test=2)
     waiting = _Waiting()
-    logger = logging.getLogger(image_folder.__name__)
-    logger.addHandler(waiting)
-    monkeypatch.setattr(logger, "level", logging.INFO)
+    monkeypatch.setattr(image_folder, "log", waiting)
     builds: list[str] = []
     real_build = image_folder._build
 
@@ -61,13 +59,10 @@ def test_ranks_loading_at_once_build_the_cache_once(tmp_path: Path, monkeypatch:
             errors.append(error)
 
     threads = [threading.Thread(target=rank, args=(i,), name=f"rank{i}") for i in range(2)]
-    try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=300)
-    finally:
-        logger.removeHandler(waiting)
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
     assert not errors, errors
     assert waiting.event.is_set(), "no rank waited for the other's build"
     assert len(builds) == 1, f"decoded by {builds}"
