@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -158,16 +159,16 @@ def _report(dirs: Sequence[Path], baseline: str | None = None, fill: Path | None
     if fill is not None and not fill.is_file():
         print(f"tunedcl report: --fill must be an existing markdown file; got {str(fill)!r}", file=sys.stderr)
         return 2
+    shared = sorted(name for name, count in Counter(Path(d).name for d in dirs).items() if count > 1)
+    if fill is not None and shared:  # checked before anything is written
+        print(f"tunedcl report: --fill finds a study by its folder name; two DIRs share one: {', '.join(shared)}",
+              file=sys.stderr)
+        return 2
     try:
         for line in report_dirs(dirs, baseline):
             print(line)
         if fill is not None:
-            studies = {Path(d).name: Path(d) for d in dirs}
-            if len(studies) < len(dirs):
-                raise ValueError("--fill finds a study by its folder name; two DIRs share one: "
-                                 + ", ".join(sorted({Path(d).name for d in dirs if [Path(e).name for e in dirs]
-                                                     .count(Path(d).name) > 1})))
-            filled, skipped = fill_document(fill, studies)
+            filled, skipped = fill_document(fill, {Path(d).name: Path(d) for d in dirs})
             print(f"{fill}: {len(filled)} tables filled" + (f"; left as they were (folder not given): "
                                                                f"{len(skipped)}" if skipped else ""))
     except ValueError as error:
