@@ -18,12 +18,15 @@
 # Restartable: finished runs are skipped, cut-off ones resumed. Records go to docs/results/runs/<stage>-*/ with
 # `tunedcl export`; `tunedcl report docs/results/runs/* --fill docs/results.md` rebuilds the tables.
 # Machines: run a whole stage on one machine (its records name the CPU); never compare across stages' machines.
+# What `tune` chose is committed as docs/results/chosen/<sweep>.json, so the later stages can run in another
+# session, on another machine, without the tuning runs' folders.
 set -euo pipefail
 OUT=${1:?usage: studies/supervised.sh OUT STAGE...}
 shift
 TUNEDCL=${TUNEDCL:-.venv/bin/tunedcl}
 PYTHON=${PYTHON:-.venv/bin/python}
 RECORDS=${RECORDS:-docs/results/runs}
+CHOSEN=${CHOSEN:-docs/results/chosen}
 SEEDS=${SEEDS:-5}
 # EXTRA: overrides put before every run's own (a smoke test of this script: a tiny dataset, one epoch)
 VAL=(data.validation=100)
@@ -39,10 +42,10 @@ sweep() {  # sweep NAME ARGS...: one tunedcl sweep under OUT/NAME, timed
 }
 load_chosen() {  # CE, SUPCON, TCL: the overrides `tune` chose for each (lr, tau, k1, k2), as words. A plain
     # assignment, so under set -e a missing choice stops the script instead of running an untuned method.
-    CE=$("$PYTHON" studies/chosen.py "$OUT/tune-ce/selected.json" ce --drop loss.method)
-    SUPCON=$("$PYTHON" studies/chosen.py "$OUT/tune-lr-tau/selected.json" supcon --drop loss.method)
-    TCL=$("$PYTHON" studies/chosen.py "$OUT/tune-lr-tau/selected.json" tcl --drop loss.method)
-    TCL="$TCL $("$PYTHON" studies/chosen.py "$OUT/tune-k1-k2/selected.json" - --drop loss.method)"
+    CE=$("$PYTHON" studies/chosen.py "$CHOSEN/tune-ce.json" ce --drop loss.method)
+    SUPCON=$("$PYTHON" studies/chosen.py "$CHOSEN/tune-lr-tau.json" supcon --drop loss.method)
+    TCL=$("$PYTHON" studies/chosen.py "$CHOSEN/tune-lr-tau.json" tcl --drop loss.method)
+    TCL="$TCL $("$PYTHON" studies/chosen.py "$CHOSEN/tune-k1-k2.json" - --drop loss.method)"
     TCL_NO_K1=$(echo "$TCL" | sed 's/ loss.k1=[^ ]*//')  # for the stages that sweep k1 themselves
     echo "== tuned: ce: $CE; supcon: $SUPCON; tcl: $TCL"
 }
@@ -50,6 +53,12 @@ export_records() {  # export_records STUDY SWEEP...: commit-ready records of the
     local study=$1
     shift
     "$TUNEDCL" export "${@/#/$OUT/}" --to "$RECORDS/$study" >/dev/null
+}
+link_chosen() {  # link_chosen NAME SWEEP METHOD: OUT/a-tuned/NAME/base -> the point SWEEP chose for METHOD
+    local point
+    point=$("$PYTHON" studies/chosen.py "$OUT/$2/selected.json" "$3" --point)
+    mkdir -p "$OUT/a-tuned/$1"
+    ln -s "../../$2/selected/$point" "$OUT/a-tuned/$1/base"
 }
 tuned() {  # tuned METHOD: its chosen overrides (after load_chosen)
     case $1 in ce) echo "$CE" ;; supcon) echo "$SUPCON" ;; tcl) echo "$TCL" ;; esac
@@ -62,7 +71,7 @@ for stage in "$@"; do
     [ "$stage" = tune ] || load_chosen
     case $stage in
     tune)
-        sweep tune-ce "${VAL[@]}" --grid loss.method=ce optim.lr=0.03,0.1,0.3 --seeds 2 \
+        sweep tune-ce "${VAL[@]}" --grid loss.method=ce optim.lr=0.03,0.1,0.3,1.0 --seeds 2 \
             --select-on linear --final-seeds "$SEEDS"
         sweep tune-lr-tau "${VAL[@]}" --grid loss.method=supcon,tcl optim.lr=0.03,0.1,0.3 \
             loss.temperature=0.05,0.1,0.2 --seeds 2 --select-on linear --final-seeds "$SEEDS"
@@ -71,9 +80,16 @@ for stage in "$@"; do
         sweep tune-k1-k2 "${VAL[@]}" loss.method=tcl $tcl_lr_tau \
             --grid loss.k1=1000,5000,50000 loss.k2=1,2,3 --seeds 2 --select-on linear --final-seeds "$SEEDS"
         export_records tune tune-ce tune-lr-tau tune-k1-k2  # every grid point, with its validation numbers
-        export_records tuned-ce tune-ce/selected  # the chosen points, on test with SEEDS seeds
-        export_records tuned tune-lr-tau/selected
-        export_records tuned-tcl-k1-k2 tune-k1-k2/selected
+        # The chosen points, on test with SEEDS seeds, as one study (paired by seed): ce, supcon, TCL with its own
+        # lr and tau at the reference code's k1 = 5000, k2 = 1, and TCL with k1 and k2 chosen as well
+        rm -rf "$OUT/a-tuned"
+        link_chosen ce tune-ce ce
+        link_chosen supcon tune-lr-tau supcon
+        link_chosen tcl-k1-5000-k2-1 tune-lr-tau tcl
+        link_chosen tcl tune-k1-k2 -
+        export_records a-tuned a-tuned/ce a-tuned/supcon a-tuned/tcl-k1-5000-k2-1 a-tuned/tcl
+        mkdir -p "$CHOSEN"
+        for sweep in tune-ce tune-lr-tau tune-k1-k2; do cp "$OUT/$sweep/selected.json" "$CHOSEN/$sweep.json"; done
         ;;
     main)
         for method in ce supcon tcl; do

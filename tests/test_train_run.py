@@ -384,3 +384,34 @@ def test_a_validation_split_and_a_sweep_that_selects_on_it(tmp_path: Path) -> No
                                  str(out), "--select-on", "knn", *TINY[1:], "train.epochs=1", "data.validation=0",
                                  "eval.every_epochs=0"), env=ENV, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "--select-on knn needs validation numbers" in bad.stderr, bad.stderr
+
+
+def test_a_choice_that_a_grown_grid_overturns_is_set_aside_not_mixed_in(tmp_path: Path, monkeypatch) -> None:
+    """When a rerun with a larger grid picks another point, the earlier choice's test runs leave ``selected/``
+    (so its summary and exported records hold only today's choice) for ``superseded/``, links intact."""
+    from tunedcl.train import sweep
+
+    out = tmp_path / "tune"
+    for point in ("optim.lr=0.1", "optim.lr=1.0"):
+        (out / point / "seed0").mkdir(parents=True)
+        (out / point / "seed0" / "results.json").write_text("{}")
+    old = out / "selected" / "optim.lr=0.1"
+    old.mkdir(parents=True)
+    (old / "seed0").symlink_to(os.path.relpath(out / "optim.lr=0.1" / "seed0", old), target_is_directory=True)
+    (old / "seed1").mkdir()
+    ran = []
+    monkeypatch.setattr(sweep, "run_sweep", lambda config, point, seeds, where, *a, **k: ran.append(
+        (point, where)) or {"rows": [{"seeds": seeds, "linear_top1_mean": 1.0, "linear_top1_std": 0.0,
+                                      "knn_top1_mean": 1.0, "knn_top1_std": 0.0}]})
+    monkeypatch.setattr(sweep, "write_summary", lambda *a, **k: {})
+    rows = [{"point": "optim.lr=0.1", "overrides": {"optim.lr": "0.1"}, "val_linear_top1_mean": 80.0},
+            {"point": "optim.lr=1.0", "overrides": {"optim.lr": "1.0"}, "val_linear_top1_mean": 81.0}]
+    sweep.select_and_confirm("quick", out, [], rows, "linear", 2)
+    assert ran == [(["optim.lr=1.0"], out / "selected")]
+    assert not old.exists()
+    moved = out / "superseded" / "optim.lr=0.1"
+    assert (moved / "seed0" / "results.json").is_file() and (moved / "seed1").is_dir()  # the link still resolves
+    assert json.loads((out / "selected.json").read_text())["chosen"]["-"]["point"] == "optim.lr=1.0"
+    old.mkdir()  # chosen, overturned again later: both earlier runs are kept
+    sweep.select_and_confirm("quick", out, [], rows, "linear", 2)
+    assert (out / "superseded" / "optim.lr=0.1~1").is_dir() and moved.is_dir()

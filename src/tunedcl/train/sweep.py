@@ -153,8 +153,9 @@ def select_and_confirm(
              f"| method | chosen point | validation {metric} top-1 | seeds | test linear top-1 | test kNN top-1 |",
              "|---|---|---:|---:|---:|---:|"]
     chosen: dict[str, dict[str, Any]] = {}
-    for method, members in groups.items():
-        best = max(members, key=lambda row: row[key])
+    best_rows = {method: max(members, key=lambda row: row[key]) for method, members in groups.items()}
+    _set_aside_superseded(out, {best["point"] for best in best_rows.values()})
+    for method, best in best_rows.items():
         chosen[method or "-"] = {"point": best["point"], "overrides": best["overrides"], key: best[key]}
         point = [f"{k}={v}" for k, v in best["overrides"].items()]  # a grid of one point: OUT/selected/<point>
         final = run_sweep(config_name, point, final_seeds, out / "selected", overrides, quiet=quiet,
@@ -167,3 +168,18 @@ def select_and_confirm(
     atomic_write_text(out / "selected.md", table)
     write_json(out / "selected.json", {"metric": metric, "chosen": chosen})  # for the next stage of a study
     return table
+
+
+def _set_aside_superseded(out: Path, chosen_points: set[str]) -> None:
+    """Move every point under ``OUT/selected`` that is no longer chosen (the grid grew since, and another point
+    won) to ``OUT/superseded/``, so that ``selected/``, its summary and its records hold only today's choices.
+    The runs are kept, not deleted: they are finished test runs of an earlier choice."""
+    selected = out / "selected"
+    stale = [p for p in selected.iterdir() if p.is_dir() and p.name not in chosen_points] if selected.is_dir() else []
+    for point in stale:
+        target, suffix = out / "superseded" / point.name, 1
+        while target.exists():  # superseded twice: keep both
+            target, suffix = out / "superseded" / f"{point.name}~{suffix}", suffix + 1
+        target.parent.mkdir(parents=True, exist_ok=True)
+        point.rename(target)  # same depth under OUT, so the relative links to the grid's runs still resolve
+        print(f"sweep: {point} is no longer chosen; moved to {target}", flush=True)
