@@ -157,3 +157,25 @@ def test_export_refuses_what_it_cannot_write_whole(tmp_path: Path, capsys: pytes
     assert not (tmp_path / "out").exists()  # nothing half-written
     assert main(["export", str(tmp_path / "exported"), "--to", str(tmp_path / "out")]) == 2
     assert "not run folders" in capsys.readouterr().err
+
+
+def test_a_grid_item_baseline_pairs_points_that_differ_only_in_that_item(tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture) -> None:
+    """A batch x k1 grid: --baseline loss.k1=0 pairs each (batch, k1) with (batch, 0), never across batches."""
+    values = {(16, 0): (80.0, 81.0), (16, 5000): (81.0, 83.0), (64, 0): (85.0, 86.0), (64, 5000): (84.0, 84.5),
+              (32, 5000): (70.0, 70.0)}  # no (32, 0): left unpaired
+    for (batch, k1), runs in values.items():
+        for seed, value in enumerate(runs):
+            run = tmp_path / "sweep" / f"train.batch_size={batch},loss.k1={k1}" / f"seed{seed}"
+            run.mkdir(parents=True)
+            (run / "results.json").write_text(json.dumps({"linear_top1": value, "knn_top1": value + 1}))
+    assert main(["report", str(tmp_path / "sweep"), "--baseline", "loss.k1=0"]) == 0
+    paired = (tmp_path / "sweep" / "paired.md").read_text()
+    assert "minus `loss.k1=0` at the same other grid values" in paired
+    assert "| train.batch_size=16,loss.k1=5000 | 2 | +1.50 [" in paired  # (1 + 2) / 2
+    assert "| train.batch_size=64,loss.k1=5000 | 2 | -1.25 [" in paired  # (-1 - 1.5) / 2
+    assert "| train.batch_size=16,loss.k1=0 |" not in paired
+    assert "Not paired (no `loss.k1=0` point with the same grid values): train.batch_size=32,loss.k1=5000." in paired
+    assert main(["report", str(tmp_path / "sweep"), "--baseline", "loss.k2=1"]) == 2  # no such item: one line
+    err = capsys.readouterr().err
+    assert "nor a grid item KEY=VALUE" in err and len(err.strip().splitlines()) == 1

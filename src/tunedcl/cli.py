@@ -32,7 +32,9 @@ def _add_result_commands(commands: Any) -> None:
     report.add_argument(
         "--baseline", metavar="POINT", default=None,
         help="also write DIR/paired.md: every grid point minus this one, paired by seed (95%% interval, sign and "
-        "Wilcoxon p-values); e.g. --baseline loss.method=tcl-ssl",
+        "Wilcoxon p-values); e.g. --baseline loss.method=tcl-ssl. In a study of several sweeps, a sweep's name "
+        "pairs each point with that sweep's point of the same grid values; in a grid of several axes, one grid "
+        "item (--baseline loss.k1=0) pairs each point with the one that differs only there",
     )
     report.add_argument(
         "--fill", metavar="DOC", type=Path, default=None,

@@ -381,17 +381,35 @@ def _results_by_seed(point_dir: Path) -> dict[int, dict[str, Any]]:
 
 
 def _reference_of(points: list[str], baseline: str, out: Path) -> dict[str, str]:
-    """Each point's baseline point: ``baseline`` itself when it is a point; when it names a sweep of an exported
-    study (``supcon``, whose points are ``supcon@train.epochs=12``, ...), each other sweep's point is paired with
-    the baseline sweep's point of the same grid values (``tcl@train.epochs=12`` - ``supcon@train.epochs=12``)."""
+    """Each point's baseline point. ``baseline`` is one of:
+
+    - a point: every other point is paired with it;
+    - a sweep of an exported study (``supcon``, whose points are ``supcon@train.epochs=12``, ...): each other
+      sweep's point is paired with the baseline sweep's point of the same grid values
+      (``tcl@train.epochs=12`` - ``supcon@train.epochs=12``);
+    - one grid item ``KEY=VALUE`` of a grid with several axes: each point is paired with the point that differs
+      from it only in KEY, which is VALUE there (``train.batch_size=16,loss.k1=5000`` -
+      ``train.batch_size=16,loss.k1=0``)."""
     if baseline in points:
         return {point: baseline for point in points if point != baseline}
     prefix = baseline + "@"
-    if not any(point.startswith(prefix) for point in points):
-        raise ValueError(f"--baseline {baseline!r} is neither a finished grid point of {out} nor a sweep of its "
-                         f"points (SWEEP@values); its points: {', '.join(points) or 'none'}")
-    return {point: prefix + point.rpartition("@")[2] for point in points
-            if "@" in point and not point.startswith(prefix) and prefix + point.rpartition("@")[2] in points}
+    if any(point.startswith(prefix) for point in points):
+        return {point: prefix + point.rpartition("@")[2] for point in points
+                if "@" in point and not point.startswith(prefix) and prefix + point.rpartition("@")[2] in points}
+    key, _, value = baseline.partition("=")
+    references = {}
+    for point in points if value and "," not in baseline and "@" not in baseline else []:
+        head, at, spelled = point.rpartition("@")
+        items = [item.partition("=") for item in spelled.split(",")]
+        if key in (name for name, _, _ in items):
+            reference = head + at + ",".join(f"{name}={value if name == key else v}" for name, _, v in items)
+            if reference != point and reference in points:
+                references[point] = reference
+    if not references:
+        raise ValueError(f"--baseline {baseline!r} is neither a finished grid point of {out}, nor a sweep of its "
+                         f"points (SWEEP@values), nor a grid item KEY=VALUE of them; its points: "
+                         f"{', '.join(points) or 'none'}")
+    return references
 
 
 def write_paired(out: Path, baseline: str) -> str:
@@ -402,12 +420,13 @@ def write_paired(out: Path, baseline: str) -> str:
     points = sorted(finished_points(out), key=natural_key)
     references = _reference_of(points, baseline, out)
     header = "mean [95% interval] | more/less/equal | sign p | Wilcoxon p"
-    lines = [f"Each grid point minus `{baseline}`"
-             + ("" if baseline in points else " at the same grid values") + ", paired by seed (points of top-1).", "",
+    kind = ("" if baseline in points else " at the same grid values" if any(p.startswith(baseline + "@") for p in points)
+            else " at the same other grid values")
+    lines = [f"Each grid point minus `{baseline}`{kind}, paired by seed (points of top-1).", "",
              f"| grid point | pairs | linear: {header} | kNN: {header} |",
              "|---|---:|" + "---|---:|---:|---:|" * 2]  # one delimiter per column, or it renders as no table
-    unpaired = [point for point in points if point not in references and point != baseline
-                and not point.startswith(baseline + "@")]
+    unpaired = [point for point in points if point not in references and point not in references.values()
+                and point != baseline and not point.startswith(baseline + "@")]
     for point in points:
         if point not in references:
             continue
