@@ -415,3 +415,45 @@ def test_a_choice_that_a_grown_grid_overturns_is_set_aside_not_mixed_in(tmp_path
     old.mkdir()  # chosen, overturned again later: both earlier runs are kept
     sweep.select_and_confirm("quick", out, [], rows, "linear", 2)
     assert (out / "superseded" / "optim.lr=0.1~1").is_dir() and moved.is_dir()
+
+
+def test_a_run_that_collapses_in_a_sweep_is_a_result_not_a_crash(tmp_path: Path, monkeypatch) -> None:
+    """A grid point that collapses (TrainingError) on a seed: the sweep goes on, the failure is kept (failed.json,
+    not retried, listed under the summary, exported as a record) and the point is never chosen, even with the
+    best validation number."""
+    from tunedcl.records import export_runs
+    from tunedcl.report import write_summary
+    from tunedcl.train import run, sweep
+    from tunedcl.train.loop import TrainingError
+
+    calls = []
+
+    def fake_training(config, run_dir, resume=False, quiet=True):
+        calls.append(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text("{}\n")
+        if "optim.lr=1.0" in str(run_dir) and run_dir.name == "seed1":
+            raise TrainingError("the embeddings collapsed in epoch 2")
+        top1 = 90.0 if "optim.lr=1.0" in str(run_dir) else 80.0
+        (run_dir / "results.json").write_text(json.dumps({"linear_top1": top1, "knn_top1": top1,
+                                                          "val_linear_top1": top1, "val_knn_top1": top1}))
+
+    monkeypatch.setattr(run, "run_training", fake_training)
+    monkeypatch.setattr(sweep, "_check_same_config", lambda run_dir, config: None)
+    out = tmp_path / "tune"
+    summary = sweep.run_sweep("quick", ["optim.lr=0.1,1.0"], 2, out, [])
+    assert len(calls) == 4 and summary["failed"] == {"optim.lr=1.0": {1: "the embeddings collapsed in epoch 2"}}
+    assert json.loads((out / "optim.lr=1.0" / "seed1" / "failed.json").read_text())["error"].startswith("the emb")
+    text = (out / "summary.md").read_text()
+    assert "Runs that failed (not in the table): `optim.lr=1.0` seed 1: the embeddings collapsed" in text
+    sweep.run_sweep("quick", ["optim.lr=0.1,1.0"], 2, out, [])  # started again: the failed run is not retried
+    assert len(calls) == 4
+    table = sweep.select_and_confirm("quick", out, [], summary["rows"], "linear", 2)
+    chosen = json.loads((out / "selected.json").read_text())
+    assert chosen["chosen"]["-"]["point"] == "optim.lr=0.1" and "optim.lr=1.0" in chosen["excluded"]
+    assert "Not eligible (a run failed): `optim.lr=1.0`" in table
+    export_runs([out], tmp_path / "records")
+    assert (tmp_path / "records" / "optim.lr=1.0" / "seed1.failed.json").is_file()
+    rebuilt = write_summary(tmp_path / "records")
+    assert rebuilt["failed"] == {"optim.lr=1.0": {1: "the embeddings collapsed in epoch 2"}}
+    assert [row["point"] for row in rebuilt["rows"]] == ["optim.lr=0.1", "optim.lr=1.0"]  # seed 0 finished

@@ -252,6 +252,10 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
         summary = run_sweep(args.config, args.grid, args.seeds, args.out, args.overrides, reuse=args.reuse)
         print(summary["table"] + f"\n\nsummary: {args.out / 'summary.md'}")
+        if summary["failed"]:  # results too, so the sweep goes on; said on stderr for whoever runs it
+            runs = sum(len(seeds) for seeds in summary["failed"].values())
+            print(f"tunedcl sweep: {runs} run(s) failed (collapse or non-finite); listed in summary.md",
+                  file=sys.stderr)
         if args.select_on is not None:
             from tunedcl.train.sweep import select_and_confirm
 

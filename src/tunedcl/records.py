@@ -24,6 +24,9 @@ from typing import Any
 from tunedcl.rundir import MetricsLog, atomic_write_text
 
 RECORD_FORMAT = "tunedcl-run-record/1"
+# A run that stopped with a TrainingError (collapse, non-finite loss) inside a sweep: a result of its grid point
+# (that setting fails), kept beside the run folder's checkpoint as FAILED_FILE and exported as seed<N>.failed.json.
+FAILED_FILE = "failed.json"
 
 
 # How results.json named the cross-entropy classifier when it stood in for the probe (before the protocols
@@ -125,6 +128,25 @@ def point_runs(point_dir: Path) -> dict[int, RunData]:
     return runs
 
 
+def point_failures(point_dir: Path) -> dict[int, str]:
+    """The failed runs of one grid point by seed, with their error: run folders ``seed<N>/failed.json`` (and no
+    results.json) of a sweep, or records ``seed<N>.failed.json`` of an exported study."""
+    failures: dict[int, str] = {}
+    for path in sorted(point_dir.iterdir()) if point_dir.is_dir() else []:
+        if path.is_dir() and (seed := _seed_of(path.name)) is not None and (path / FAILED_FILE).is_file() \
+                and not (path / "results.json").is_file():
+            failures[seed] = str(json.loads((path / FAILED_FILE).read_text()).get("error", "failed"))
+        elif path.is_file() and (seed := _seed_of(path.name, suffix=".failed.json")) is not None:
+            failures[seed] = str(json.loads(path.read_text()).get("error", "failed"))
+    return failures
+
+
+def failed_points(study: Path) -> dict[str, dict[int, str]]:
+    """Every grid point of a sweep or an exported study with a failed run: {point: {seed: error}}."""
+    found = {p.name: point_failures(p) for p in sorted(study.iterdir()) if p.is_dir()} if study.is_dir() else {}
+    return {point: failures for point, failures in found.items() if failures}
+
+
 def finished_points(study: Path) -> list[str]:
     """Names of the grid points of a sweep or an exported study with at least one finished run."""
     return [p.name for p in study.iterdir() if p.is_dir() and point_runs(p)] if study.is_dir() else []
@@ -148,11 +170,14 @@ def export_runs(sources: list[Path], destination: Path) -> list[Path]:
         if len(sources) > 1 and "@" in source.name:
             raise ValueError(f"{source}: a sweep folder's name must not hold '@' (it separates a study's point "
                              "names from their grid values); rename the folder")
-        points = finished_points(source)
+        points, failed = finished_points(source), failed_points(source)
         if not points:
             raise ValueError(f"{source} is not a sweep with a finished run (no <point>/seed<N>/results.json)")
-        for point in points:
+        for point in sorted(set(points) | set(failed)):
             name = point if len(sources) == 1 else source.name if point == "base" else f"{source.name}@{point}"
+            for seed, error in failed.get(point, {}).items():  # a failure is a result of its grid point too
+                planned[destination / name / f"seed{seed}.failed.json"] = (
+                    source / point / f"seed{seed}", json.dumps({"format": RECORD_FORMAT, "error": error}) + "\n")
             for seed in sorted(point_runs(source / point)):
                 run_dir = source / point / f"seed{seed}"
                 if not (run_dir / "results.json").is_file():  # a record, not a run folder

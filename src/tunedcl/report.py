@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tunedcl.paired import paired
-from tunedcl.records import equal_protocol_results, finished_points, point_runs
+from tunedcl.records import equal_protocol_results, failed_points, finished_points, point_runs
 from tunedcl.rundir import MetricsLog, atomic_write_text, parse_override, write_json
 
 
@@ -323,6 +323,9 @@ def write_summary(out: Path, names: list[str] | None = None, overrides: list[tup
     """summary.md / summary.json from the run directories (a sweep) or run records (an exported study,
     :mod:`tunedcl.records`) under ``out``; every grid point found there when ``names`` is None. The first
     line of summary.md names the machine(s) the numbers came from."""
+    failed = failed_points(out)
+    if names is not None:  # a sweep: its own grid's failures
+        failed = {point: seeds for point, seeds in failed.items() if point in names}
     if names is None:  # tunedcl report: the points found, in the sweep's own order when it wrote one
         found = finished_points(out)
         names = sorted(found, key=natural_key)
@@ -352,6 +355,9 @@ def write_summary(out: Path, names: list[str] | None = None, overrides: list[tup
             row["gradient_curves"], row["last_epoch_batch"] = curves, last
         rows.append(row)
     lines = [f"Machine: {_machines(every_result)}.", "", *_accuracy_table(rows)]
+    if failed:  # a setting that collapsed or went non-finite is a result: said under the table, never dropped
+        lines += ["", "Runs that failed (not in the table): " + "; ".join(
+            f"`{point}` seed {seed}: {error}" for point, seeds in failed.items() for seed, error in seeds.items())]
     batch_rows = [row for row in rows if row.get("last_epoch_batch")]
     if batch_rows:
         lines += [
@@ -372,8 +378,8 @@ def write_summary(out: Path, names: list[str] | None = None, overrides: list[tup
     if plot_sweep_gradients(rows, out / "gradients.png"):
         lines += ["", "![mean gradient from positives and negatives per epoch](gradients.png)"]
     atomic_write_text(out / "summary.md", "\n".join(lines) + "\n")
-    write_json(out / "summary.json", {"rows": rows})
-    return {"rows": rows, "table": "\n".join(lines)}
+    write_json(out / "summary.json", {"rows": rows, "failed": failed})
+    return {"rows": rows, "table": "\n".join(lines), "failed": failed}
 
 
 def _results_by_seed(point_dir: Path) -> dict[int, dict[str, Any]]:

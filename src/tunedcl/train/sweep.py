@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tunedcl.records import FAILED_FILE, point_failures
 from tunedcl.report import write_summary
 from tunedcl.rundir import atomic_write_text, write_json
 from tunedcl.train.config import RESULT_NEUTRAL, Config, ConfigError, flat_config, load_config, load_run_config
@@ -96,6 +97,7 @@ def run_sweep(
 
     ``reuse``: folders of earlier runs; a planned run whose exact config finished there is linked, not rerun.
     """
+    from tunedcl.train.loop import TrainingError
     from tunedcl.train.run import run_training
 
     if seeds < 1:
@@ -117,6 +119,9 @@ def run_sweep(
         run_dir = out / point.name / f"seed{seed}"
         if (run_dir / "results.json").is_file():
             continue
+        if (run_dir / FAILED_FILE).is_file():  # the same config fails the same way: not retried on its own
+            print(f"sweep: {run_dir} failed before; delete its {FAILED_FILE} to try it again", flush=True)
+            continue
         if not run_dir.exists() and _identity(config) in earlier:
             source = earlier[_identity(config)]
             run_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -125,7 +130,11 @@ def run_sweep(
             continue
         resume = (run_dir / "config.yaml").is_file()
         print(f"sweep: {'resuming' if resume else 'running'} {run_dir}", flush=True)
-        run_training(None if resume else config, run_dir, resume=resume, quiet=quiet)
+        try:
+            run_training(None if resume else config, run_dir, resume=resume, quiet=quiet)
+        except TrainingError as error:  # a setting that collapses or diverges is a result of the grid, not a crash
+            write_json(run_dir / FAILED_FILE, {"error": str(error)})
+            print(f"sweep: {run_dir} failed: {error}", flush=True)
     return write_summary(out, [p.name for p in points], [p.overrides for p in points])
 
 
@@ -143,6 +152,9 @@ def select_and_confirm(
     if metric not in SELECTION_METRICS:
         raise ConfigError(f"--select-on must be one of {', '.join(SELECTION_METRICS)}; got {metric!r}")
     key = f"val_{metric}_top1_mean"
+    excluded = {row["point"]: next(iter(failures.values())) for row in rows
+                if (failures := point_failures(out / row["point"]))}
+    rows = [row for row in rows if row["point"] not in excluded]  # a point that failed on a seed is never chosen
     if not rows or any(key not in row for row in rows):
         raise ConfigError(f"--select-on {metric} needs validation numbers: set data.validation=N (images per class "
                           "held out of training) in the base config or the overrides")
@@ -158,15 +170,21 @@ def select_and_confirm(
     for method, best in best_rows.items():
         chosen[method or "-"] = {"point": best["point"], "overrides": best["overrides"], key: best[key]}
         point = [f"{k}={v}" for k, v in best["overrides"].items()]  # a grid of one point: OUT/selected/<point>
-        final = run_sweep(config_name, point, final_seeds, out / "selected", overrides, quiet=quiet,
-                          reuse=[out / best["point"]])["rows"][0]
+        finals = run_sweep(config_name, point, final_seeds, out / "selected", overrides, quiet=quiet,
+                           reuse=[out / best["point"]])["rows"]
+        if not finals:  # every new seed failed: said in the table (selected/summary.md lists the errors)
+            lines.append(f"| {method or '-'} | {best['point']} | {best[key]:.2f} | 0 | failed | failed |")
+            continue
+        final = finals[0]
         lines.append(f"| {method or '-'} | {best['point']} | {best[key]:.2f} | {final['seeds']} | "
                      f"{final['linear_top1_mean']:.2f} ± {final['linear_top1_std']:.2f} | "
                      f"{final['knn_top1_mean']:.2f} ± {final['knn_top1_std']:.2f} |")
     write_summary(out / "selected")  # every chosen point's summary together
+    if excluded:
+        lines += ["", "Not eligible (a run failed): " + "; ".join(f"`{p}`: {e}" for p, e in excluded.items())]
     table = "\n".join(lines) + "\n"
     atomic_write_text(out / "selected.md", table)
-    write_json(out / "selected.json", {"metric": metric, "chosen": chosen})  # for the next stage of a study
+    write_json(out / "selected.json", {"metric": metric, "chosen": chosen, "excluded": excluded})  # for the next stage of a study
     return table
 
 
