@@ -457,3 +457,12 @@ def test_a_run_that_collapses_in_a_sweep_is_a_result_not_a_crash(tmp_path: Path,
     rebuilt = write_summary(tmp_path / "records")
     assert rebuilt["failed"] == {"optim.lr=1.0": {1: "the embeddings collapsed in epoch 2"}}
     assert [row["point"] for row in rebuilt["rows"]] == ["optim.lr=0.1", "optim.lr=1.0"]  # seed 0 finished
+    from tunedcl.docfill import fill_document
+
+    document = tmp_path / "doc.md"
+    document.write_text("# Tuning\n\n<!-- summary: records -->\n\nProse after the table.\n")
+    fill_document(document, {"records": tmp_path / "records"})
+    once = document.read_text()
+    assert "| optim.lr=1.0 | 1 |" in once and "\n\nRuns that failed (not in the table): `optim.lr=1.0` seed 1" in once
+    fill_document(document, {"records": tmp_path / "records"})  # the failed-runs line is replaced, not repeated
+    assert document.read_text() == once and once.count("Runs that failed") == 1 and once.endswith("Prose after the table.\n")

@@ -2,11 +2,12 @@
 
 A document marks where a table goes with a comment line naming the study folder:
 
-- ``<!-- summary: STUDY -->``: the machine line and the first table of ``STUDY/summary.md``;
+- ``<!-- summary: STUDY -->``: the machine line and the first table of ``STUDY/summary.md``, and the line
+  under it that lists the runs that failed, if any;
 - ``<!-- batch: STUDY -->``: its second table (the last epoch's denominator shares and similarities);
 - ``<!-- paired: STUDY -->``: the table of ``STUDY/paired.md`` (``tunedcl report --baseline``).
 
-What follows a marker (blank lines, a ``Machine:`` line, one table) is replaced; nothing else changes, so the
+What follows a marker (blank lines, a ``Machine:`` line, one table, a failed-runs line) is replaced; nothing else changes, so the
 prose around the tables stays as written.
 """
 
@@ -20,10 +21,16 @@ from tunedcl.rundir import atomic_write_text
 MARKER = re.compile(r"^<!-- (summary|batch|paired): ([\w.@=,-]+) -->$")
 
 
-def _blocks(path: Path) -> tuple[str | None, list[list[str]]]:
-    """The ``Machine:`` line (or None) and the markdown tables of a summary.md / paired.md, in order."""
-    machine, tables, current = None, [], []
+FAILED_LINE = "Runs that failed"  # the line summary.md puts under its first table when a run failed
+
+
+def _blocks(path: Path) -> tuple[str | None, list[list[str]], str | None]:
+    """The ``Machine:`` line (or None), the markdown tables of a summary.md / paired.md in order, and the
+    failed-runs line (or None)."""
+    machine, tables, current, failed = None, [], [], None
     for line in path.read_text().splitlines() + [""]:
+        if line.startswith(FAILED_LINE):
+            failed = line
         if line.startswith("|"):
             current.append(line)
             continue
@@ -32,7 +39,7 @@ def _blocks(path: Path) -> tuple[str | None, list[list[str]]]:
             current = []
         if line.startswith("Machine: ") and machine is None:
             machine = line
-    return machine, tables
+    return machine, tables, failed
 
 
 def _content(kind: str, study: Path, marker: str) -> list[str]:
@@ -40,12 +47,13 @@ def _content(kind: str, study: Path, marker: str) -> list[str]:
     path = study / ("paired.md" if kind == "paired" else "summary.md")
     if not path.is_file():
         raise ValueError(f"marker {marker!r} names {path}, which does not exist (run tunedcl report on it)")
-    machine, tables = _blocks(path)
+    machine, tables, failed = _blocks(path)
     wanted = 1 if kind == "batch" else 0
     if len(tables) <= wanted:
         raise ValueError(f"{path} has no {'second ' if wanted else ''}table for marker {marker!r}")
     head = [machine, ""] if kind == "summary" and machine else []
-    return ["", *head, *tables[wanted]]
+    tail = ["", failed] if kind == "summary" and failed else []
+    return ["", *head, *tables[wanted], *tail]
 
 
 def _skip_old(lines: list[str], index: int) -> int:
@@ -60,7 +68,10 @@ def _skip_old(lines: list[str], index: int) -> int:
     if probe < len(lines) and lines[probe].startswith("|"):
         while probe < len(lines) and lines[probe].startswith("|"):
             probe += 1
-        return probe
+        after = probe
+        while after < len(lines) and not lines[after].strip():
+            after += 1
+        return after + 1 if after < len(lines) and lines[after].startswith(FAILED_LINE) else probe
     return index  # no table after the marker yet: insert, keep what follows
 
 
