@@ -7,8 +7,8 @@ A document marks where a table goes with a comment line naming the study folder:
 - ``<!-- batch: STUDY -->``: its second table (the last epoch's denominator shares and similarities);
 - ``<!-- paired: STUDY -->``: the table of ``STUDY/paired.md`` (``tunedcl report --baseline``).
 
-What follows a marker (blank lines, a ``Machine:`` line, one table, a failed-runs line) is replaced; nothing else changes, so the
-prose around the tables stays as written.
+What follows a marker (blank lines, a ``Machine:`` line, one table, a failed-runs line) is replaced; nothing
+else changes, so the prose around the tables stays as written.
 """
 
 from __future__ import annotations

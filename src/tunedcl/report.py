@@ -426,8 +426,8 @@ def write_paired(out: Path, baseline: str) -> str:
     points = sorted(finished_points(out), key=natural_key)
     references = _reference_of(points, baseline, out)
     header = "mean [95% interval] | more/less/equal | sign p | Wilcoxon p"
-    kind = ("" if baseline in points else " at the same grid values" if any(p.startswith(baseline + "@") for p in points)
-            else " at the same other grid values")
+    by_sweep = any(point.startswith(baseline + "@") for point in points)
+    kind = "" if baseline in points else " at the same grid values" if by_sweep else " at the same other grid values"
     lines = [f"Each grid point minus `{baseline}`{kind}, paired by seed (points of top-1).", "",
              f"| grid point | pairs | linear: {header} | kNN: {header} |",
              "|---|---:|" + "---|---:|---:|---:|" * 2]  # one delimiter per column, or it renders as no table

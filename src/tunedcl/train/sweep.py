@@ -184,7 +184,8 @@ def select_and_confirm(
         lines += ["", "Not eligible (a run failed): " + "; ".join(f"`{p}`: {e}" for p, e in excluded.items())]
     table = "\n".join(lines) + "\n"
     atomic_write_text(out / "selected.md", table)
-    write_json(out / "selected.json", {"metric": metric, "chosen": chosen, "excluded": excluded})  # for the next stage of a study
+    # for the next stage of a study
+    write_json(out / "selected.json", {"metric": metric, "chosen": chosen, "excluded": excluded})
     return table
 
 
