@@ -75,7 +75,7 @@ for stage in "$@"; do
     tune)
         sweep tune-ce "${VAL[@]}" --grid loss.method=ce optim.lr=0.03,0.1,0.3,1.0 --seeds 2 \
             --select-on linear --final-seeds "$SEEDS"
-        sweep tune-lr-tau "${VAL[@]}" --grid loss.method=supcon,tcl optim.lr=0.03,0.1,0.3 \
+        sweep tune-lr-tau "${VAL[@]}" --grid loss.method=supcon,tcl optim.lr=0.03,0.1,0.3,1.0 \
             loss.temperature=0.05,0.1,0.2 --seeds 2 --select-on linear --final-seeds "$SEEDS"
         tcl_lr_tau=$("$PYTHON" studies/chosen.py "$OUT/tune-lr-tau/selected.json" tcl --drop loss.method)
         # shellcheck disable=SC2086 # the chosen overrides are words
