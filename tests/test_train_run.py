@@ -466,3 +466,8 @@ def test_a_run_that_collapses_in_a_sweep_is_a_result_not_a_crash(tmp_path: Path,
     assert "| optim.lr=1.0 | 1 |" in once and "\n\nRuns that failed (not in the table): `optim.lr=1.0` seed 1" in once
     fill_document(document, {"records": tmp_path / "records"})  # the failed-runs line is replaced, not repeated
     assert document.read_text() == once and once.count("Runs that failed") == 1 and once.endswith("Prose after the table.\n")
+    from tunedcl.report import _failures_said
+
+    said = _failures_said({"p": {1: "collapsed in epoch 2: spread 0.004", 0: "collapsed in epoch 2: spread 0.009",
+                                 2: "loss became non-finite; the last good checkpoint"}})
+    assert said == ["`p` seeds 0, 1: collapsed in epoch 2", "`p` seed 2: loss became non-finite"]

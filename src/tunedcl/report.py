@@ -4,6 +4,7 @@ plots of a sweep or of an exported study (:mod:`tunedcl.records`; plots need mat
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from collections.abc import Iterable
 from pathlib import Path
@@ -356,8 +357,7 @@ def write_summary(out: Path, names: list[str] | None = None, overrides: list[tup
         rows.append(row)
     lines = [f"Machine: {_machines(every_result)}.", "", *_accuracy_table(rows)]
     if failed:  # a setting that collapsed or went non-finite is a result: said under the table, never dropped
-        lines += ["", "Runs that failed (not in the table): " + "; ".join(
-            f"`{point}` seed {seed}: {error}" for point, seeds in failed.items() for seed, error in seeds.items())]
+        lines += ["", "Runs that failed (not in the table): " + "; ".join(_failures_said(failed)) + "."]
     batch_rows = [row for row in rows if row.get("last_epoch_batch")]
     if batch_rows:
         lines += [
@@ -380,6 +380,18 @@ def write_summary(out: Path, names: list[str] | None = None, overrides: list[tup
     atomic_write_text(out / "summary.md", "\n".join(lines) + "\n")
     write_json(out / "summary.json", {"rows": rows, "failed": failed})
     return {"rows": rows, "table": "\n".join(lines), "failed": failed}
+
+
+def _failures_said(failed: dict[str, dict[int, str]]) -> list[str]:
+    """``point`` seeds 0, 1: what happened (the error's first clause; the whole error is in the run's
+    failed.json), one item per point and error."""
+    said = []
+    for point, seeds in failed.items():
+        by_error: dict[str, list[int]] = {}
+        for seed, error in sorted(seeds.items()):
+            by_error.setdefault(re.split(r"[:;]", error, maxsplit=1)[0].strip(), []).append(seed)
+        said += [f"`{point}` seed{'s' * (len(s) > 1)} {', '.join(map(str, s))}: {e}" for e, s in by_error.items()]
+    return said
 
 
 def _results_by_seed(point_dir: Path) -> dict[int, dict[str, Any]]:
