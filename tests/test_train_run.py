@@ -407,7 +407,7 @@ def test_a_choice_that_a_grown_grid_overturns_is_set_aside_not_mixed_in(tmp_path
     rows = [{"point": "optim.lr=0.1", "overrides": {"optim.lr": "0.1"}, "val_linear_top1_mean": 80.0},
             {"point": "optim.lr=1.0", "overrides": {"optim.lr": "1.0"}, "val_linear_top1_mean": 81.0}]
     sweep.select_and_confirm("quick", out, [], rows, "linear", 2)
-    assert ran == [(["optim.lr=1.0"], out / "selected")]
+    assert ran == [(["optim.lr=1.0"], out / "selected")]  # the point as the grid spelled it (its folder name)
     assert not old.exists()
     moved = out / "superseded" / "optim.lr=0.1"
     assert (moved / "seed0" / "results.json").is_file() and (moved / "seed1").is_dir()  # the link still resolves
@@ -432,7 +432,7 @@ def test_a_run_that_collapses_in_a_sweep_is_a_result_not_a_crash(tmp_path: Path,
         calls.append(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text("{}\n")
-        if "optim.lr=1.0" in str(run_dir) and run_dir.name == "seed1":
+        if ("optim.lr=1.0" in str(run_dir) and run_dir.name == "seed1") or "optim.lr=3.0" in str(run_dir):
             raise TrainingError("the embeddings collapsed in epoch 2")
         top1 = 90.0 if "optim.lr=1.0" in str(run_dir) else 80.0
         (run_dir / "results.json").write_text(json.dumps({"linear_top1": top1, "knn_top1": top1,
@@ -441,21 +441,35 @@ def test_a_run_that_collapses_in_a_sweep_is_a_result_not_a_crash(tmp_path: Path,
     monkeypatch.setattr(run, "run_training", fake_training)
     monkeypatch.setattr(sweep, "_check_same_config", lambda run_dir, config: None)
     out = tmp_path / "tune"
-    summary = sweep.run_sweep("quick", ["optim.lr=0.1,1.0"], 2, out, [])
-    assert len(calls) == 4 and summary["failed"] == {"optim.lr=1.0": {1: "the embeddings collapsed in epoch 2"}}
+    summary = sweep.run_sweep("quick", ["optim.lr=0.1,1.0,3.0"], 2, out, [])
+    collapsed = "the embeddings collapsed in epoch 2"
+    assert len(calls) == 6 and summary["failed"] == {"optim.lr=1.0": {1: collapsed}, "optim.lr=3.0": {0: collapsed,
+                                                                                                       1: collapsed}}
     assert json.loads((out / "optim.lr=1.0" / "seed1" / "failed.json").read_text())["error"].startswith("the emb")
     text = (out / "summary.md").read_text()
     assert "Runs that failed (not in the table): `optim.lr=1.0` seed 1: the embeddings collapsed" in text
-    sweep.run_sweep("quick", ["optim.lr=0.1,1.0"], 2, out, [])  # started again: the failed run is not retried
-    assert len(calls) == 4
+    sweep.run_sweep("quick", ["optim.lr=0.1,1.0,3.0"], 2, out, [])  # started again: failed runs are not retried
+    assert len(calls) == 6
     table = sweep.select_and_confirm("quick", out, [], summary["rows"], "linear", 2)
     chosen = json.loads((out / "selected.json").read_text())
-    assert chosen["chosen"]["-"]["point"] == "optim.lr=0.1" and "optim.lr=1.0" in chosen["excluded"]
+    assert chosen["chosen"]["-"]["point"] == "optim.lr=0.1"
+    assert set(chosen["excluded"]) == {"optim.lr=1.0", "optim.lr=3.0"}  # 3.0 has no finished run at all
     assert "Not eligible (a run failed): `optim.lr=1.0`" in table
     export_runs([out], tmp_path / "records")
     assert (tmp_path / "records" / "optim.lr=1.0" / "seed1.failed.json").is_file()
     rebuilt = write_summary(tmp_path / "records")
-    assert rebuilt["failed"] == {"optim.lr=1.0": {1: "the embeddings collapsed in epoch 2"}}
+    assert rebuilt["failed"]["optim.lr=1.0"] == {1: collapsed} and len(rebuilt["failed"]) == 2
+    retried = out / "optim.lr=1.0" / "seed1"  # a retry that finishes: its record replaces the failure's
+    (retried / "failed.json").unlink()
+    (retried / "results.json").write_text(json.dumps({"linear_top1": 1.0, "knn_top1": 1.0}))
+    export_runs([out], tmp_path / "records")
+    assert not (tmp_path / "records" / "optim.lr=1.0" / "seed1.failed.json").exists()
+    assert "optim.lr=1.0" not in write_summary(tmp_path / "records")["failed"]
+    (retried / "results.json").unlink()
+    (retried / "failed.json").write_text(json.dumps({"error": collapsed}))
+    export_runs([out], tmp_path / "records")  # and back: the failure's record replaces the finished one
+    assert not (tmp_path / "records" / "optim.lr=1.0" / "seed1.json").exists()
+    assert write_summary(tmp_path / "records")["failed"]["optim.lr=1.0"] == {1: collapsed}
     assert [row["point"] for row in rebuilt["rows"]] == ["optim.lr=0.1", "optim.lr=1.0"]  # seed 0 finished
     from tunedcl.docfill import fill_document
 
@@ -466,8 +480,26 @@ def test_a_run_that_collapses_in_a_sweep_is_a_result_not_a_crash(tmp_path: Path,
     assert "| optim.lr=1.0 | 1 |" in once and "\n\nRuns that failed (not in the table): `optim.lr=1.0` seed 1" in once
     fill_document(document, {"records": tmp_path / "records"})  # the failed-runs line is replaced, not repeated
     assert document.read_text() == once and once.count("Runs that failed") == 1 and once.endswith("Prose after the table.\n")
+    prose = "Runs that failed at tau 0.2 are discussed below.\n"  # an author's sentence is never taken for output
+    other = tmp_path / "prose.md"
+    other.write_text("<!-- paired: records -->\n\n| a |\n|---|\n\n" + prose)
+    (tmp_path / "records" / "paired.md").write_text("| a | b |\n|---|---|\n")
+    fill_document(other, {"records": tmp_path / "records"})
+    assert other.read_text().endswith(prose)
     from tunedcl.report import _failures_said
 
     said = _failures_said({"p": {1: "collapsed in epoch 2: spread 0.004", 0: "collapsed in epoch 2: spread 0.009",
                                  2: "loss became non-finite; the last good checkpoint"}})
     assert said == ["`p` seeds 0, 1: collapsed in epoch 2", "`p` seed 2: loss became non-finite"]
+
+
+
+def test_select_on_a_grid_where_every_point_failed_says_so(tmp_path: Path) -> None:
+    from tunedcl.train import sweep
+    from tunedcl.train.config import ConfigError
+
+    out = tmp_path / "tune"
+    (out / "optim.lr=3.0" / "seed0").mkdir(parents=True)
+    (out / "optim.lr=3.0" / "seed0" / "failed.json").write_text(json.dumps({"error": "collapsed"}))
+    with pytest.raises(ConfigError, match="every grid point of .* has a failed run"):
+        sweep.select_and_confirm("quick", out, [], [], "linear", 2)

@@ -21,7 +21,7 @@ from tunedcl.rundir import atomic_write_text
 MARKER = re.compile(r"^<!-- (summary|batch|paired): ([\w.@=,-]+) -->$")
 
 
-FAILED_LINE = "Runs that failed"  # the line summary.md puts under its first table when a run failed
+FAILED_LINE = "Runs that failed (not in the table): "  # what summary.md puts under its table when a run failed
 
 
 def _blocks(path: Path) -> tuple[str | None, list[list[str]], str | None]:
@@ -56,8 +56,9 @@ def _content(kind: str, study: Path, marker: str) -> list[str]:
     return ["", *head, *tables[wanted], *tail]
 
 
-def _skip_old(lines: list[str], index: int) -> int:
-    """Index just after the old content of a marker (blank lines, a Machine: line, one table)."""
+def _skip_old(lines: list[str], index: int, kind: str) -> int:
+    """Index just after the old content of a marker (blank lines, a Machine: line, one table, and under a
+    summary table the failed-runs line)."""
     probe = index
     while probe < len(lines) and not lines[probe].strip():
         probe += 1
@@ -71,7 +72,8 @@ def _skip_old(lines: list[str], index: int) -> int:
         after = probe
         while after < len(lines) and not lines[after].strip():
             after += 1
-        return after + 1 if after < len(lines) and lines[after].startswith(FAILED_LINE) else probe
+        failed_line = kind == "summary" and after < len(lines) and lines[after].startswith(FAILED_LINE)
+        return after + 1 if failed_line else probe
     return index  # no table after the marker yet: insert, keep what follows
 
 
@@ -99,7 +101,7 @@ def fill_document(document: Path, studies: dict[str, Path]) -> tuple[list[str], 
             skipped.append(line)
             continue
         out += _content(kind, studies[name], line)
-        index = _skip_old(lines, index)
+        index = _skip_old(lines, index, kind)
         if index < len(lines) and lines[index].strip():  # keep the text that follows apart from the table
             out.append("")
         filled.append(line)

@@ -136,7 +136,8 @@ def point_failures(point_dir: Path) -> dict[int, str]:
         if path.is_dir() and (seed := _seed_of(path.name)) is not None and (path / FAILED_FILE).is_file() \
                 and not (path / "results.json").is_file():
             failures[seed] = str(json.loads((path / FAILED_FILE).read_text()).get("error", "failed"))
-        elif path.is_file() and (seed := _seed_of(path.name, suffix=".failed.json")) is not None:
+        elif path.is_file() and (seed := _seed_of(path.name, suffix=".failed.json")) is not None \
+                and not (point_dir / f"seed{seed}.json").is_file():  # a retry that finished outranks the failure
             failures[seed] = str(json.loads(path.read_text()).get("error", "failed"))
     return failures
 
@@ -190,4 +191,7 @@ def export_runs(sources: list[Path], destination: Path) -> list[Path]:
     for target, (_, text) in planned.items():  # every record read before any is written
         target.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(target, text)
+        seed = target.name.split(".")[0]  # one outcome per seed: a finished retry replaces a failure, and back
+        other = target.with_name(f"{seed}.json" if target.name.endswith(".failed.json") else f"{seed}.failed.json")
+        other.unlink(missing_ok=True)
     return list(planned)

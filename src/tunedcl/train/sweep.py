@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tunedcl.records import FAILED_FILE, point_failures
+from tunedcl.records import FAILED_FILE, failed_points
 from tunedcl.report import write_summary
 from tunedcl.rundir import atomic_write_text, write_json
 from tunedcl.train.config import RESULT_NEUTRAL, Config, ConfigError, flat_config, load_config, load_run_config
@@ -120,7 +120,7 @@ def run_sweep(
         if (run_dir / "results.json").is_file():
             continue
         if (run_dir / FAILED_FILE).is_file():  # the same config fails the same way: not retried on its own
-            print(f"sweep: {run_dir} failed before; delete its {FAILED_FILE} to try it again", flush=True)
+            print(f"sweep: {run_dir} failed before; delete that run folder to try it afresh", flush=True)
             continue
         if not run_dir.exists() and _identity(config) in earlier:
             source = earlier[_identity(config)]
@@ -152,9 +152,12 @@ def select_and_confirm(
     if metric not in SELECTION_METRICS:
         raise ConfigError(f"--select-on must be one of {', '.join(SELECTION_METRICS)}; got {metric!r}")
     key = f"val_{metric}_top1_mean"
-    excluded = {row["point"]: next(iter(failures.values())) for row in rows
-                if (failures := point_failures(out / row["point"]))}
-    rows = [row for row in rows if row["point"] not in excluded]  # a point that failed on a seed is never chosen
+    # A point that failed on any seed is never chosen, whether or not another of its seeds finished.
+    excluded = {point: next(iter(failures.values())) for point, failures in failed_points(out).items()}
+    rows = [row for row in rows if row["point"] not in excluded]
+    if not rows and excluded:
+        raise ConfigError(f"--select-on {metric}: every grid point of {out} has a failed run "
+                          f"({', '.join(excluded)}); nothing to choose")
     if not rows or any(key not in row for row in rows):
         raise ConfigError(f"--select-on {metric} needs validation numbers: set data.validation=N (images per class "
                           "held out of training) in the base config or the overrides")
@@ -169,7 +172,8 @@ def select_and_confirm(
     _set_aside_superseded(out, {best["point"] for best in best_rows.values()})
     for method, best in best_rows.items():
         chosen[method or "-"] = {"point": best["point"], "overrides": best["overrides"], key: best[key]}
-        point = [f"{k}={v}" for k, v in best["overrides"].items()]  # a grid of one point: OUT/selected/<point>
+        # A grid of one point, spelled as the grid spelled it, so OUT/selected/<point> has the point's own name
+        point = best["point"].split(",") if best["overrides"] else []
         finals = run_sweep(config_name, point, final_seeds, out / "selected", overrides, quiet=quiet,
                            reuse=[out / best["point"]])["rows"]
         if not finals:  # every new seed failed: said in the table (selected/summary.md lists the errors)
