@@ -52,7 +52,7 @@ load_chosen() {  # CE, SUPCON, TCL: the overrides `tune` chose for each (lr, tau
     # The k1 studies (few, animal-k1) run TCL's tuned lr at the paper's tau = 0.1 and k2 = 1. At a tuned tau of
     # 0.05 the untempered k1 term is inert: k1 e^{-s} against a positive's e^{s/tau} ~ e^{19} (s ~ 0.96) is a
     # ratio under 1e-4 even at k1 = 50,000 (the tuning runs log its share of D_i as 0.000).
-    TCL_K1_STUDY=$(echo "$TCL_NO_K1" | sed -e 's/loss.temperature=[^ ]*/loss.temperature=0.1/' -e 's/loss.k2=[^ ]*/loss.k2=1/')
+    TCL_K1_STUDY="$TCL_NO_K1 loss.temperature=0.1 loss.k2=1"  # later overrides win
     echo "== tuned: ce: $CE; supcon: $SUPCON; tcl: $TCL"
 }
 export_records() {  # export_records STUDY SWEEP...: commit-ready records of the named sweeps (the study's
