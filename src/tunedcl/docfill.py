@@ -16,12 +16,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from tunedcl.report import FAILED_LINE
 from tunedcl.rundir import atomic_write_text
 
 MARKER = re.compile(r"^<!-- (summary|batch|paired): ([\w.@=,-]+) -->$")
-
-
-FAILED_LINE = "Runs that failed (not in the table): "  # what summary.md puts under its table when a run failed
 
 
 def _blocks(path: Path) -> tuple[str | None, list[list[str]], str | None]:

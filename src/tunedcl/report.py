@@ -320,6 +320,9 @@ def _accuracy_table(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+FAILED_LINE = "Runs that failed (not in the table): "  # opens the line under summary.md's table (docfill finds it)
+
+
 def write_summary(out: Path, names: list[str] | None = None, overrides: list[tuple[str, ...]] | None = None) -> dict:
     """summary.md / summary.json from the run directories (a sweep) or run records (an exported study,
     :mod:`tunedcl.records`) under ``out``; every grid point found there when ``names`` is None. The first
@@ -327,7 +330,7 @@ def write_summary(out: Path, names: list[str] | None = None, overrides: list[tup
     failed = failed_points(out)
     if names is not None:  # a sweep: its own grid's failures
         failed = {point: seeds for point, seeds in failed.items() if point in names}
-    if names is None:  # tunedcl report: the points found, in the sweep's own order when it wrote one
+    else:  # tunedcl report: the points found, in the sweep's own order when it wrote one
         found = finished_points(out)
         names = sorted(found, key=natural_key)
         if (out / "summary.json").is_file():
@@ -357,7 +360,7 @@ def write_summary(out: Path, names: list[str] | None = None, overrides: list[tup
         rows.append(row)
     lines = [f"Machine: {_machines(every_result)}.", "", *_accuracy_table(rows)]
     if failed:  # a setting that collapsed or went non-finite is a result: said under the table, never dropped
-        lines += ["", "Runs that failed (not in the table): " + "; ".join(_failures_said(failed)) + "."]
+        lines += ["", FAILED_LINE + "; ".join(_failures_said(failed)) + "."]
     batch_rows = [row for row in rows if row.get("last_epoch_batch")]
     if batch_rows:
         lines += [
