@@ -108,11 +108,25 @@ for stage in "$@"; do
         export_records main main-ce main-supcon main-tcl
         ;;
     budget)
-        for method in supcon tcl; do
-            # shellcheck disable=SC2046
-            sweep "budget-$method" loss.method=$method $(tuned $method) --grid train.epochs=6,12,24,48 --seeds "$SEEDS"
+        # One budget at a time, both methods, records exported after each: a session cut off mid-stage keeps
+        # whole, paired budgets. The longest (48 epochs, half the stage) goes seed by seed, the methods
+        # alternating, so a cut there still leaves paired seeds. A sweep's grid may grow: finished runs are kept.
+        epochs=
+        for budget in 6 12 24; do
+            epochs=${epochs:+$epochs,}$budget
+            for method in supcon tcl; do
+                # shellcheck disable=SC2046
+                sweep "budget-$method" loss.method=$method $(tuned $method) --grid train.epochs=$epochs --seeds "$SEEDS"
+            done
+            export_records budget budget-supcon budget-tcl
         done
-        export_records budget budget-supcon budget-tcl
+        for seeds in $(seq 1 "$SEEDS"); do
+            for method in supcon tcl; do
+                # shellcheck disable=SC2046
+                sweep "budget-$method" loss.method=$method $(tuned $method) --grid train.epochs=6,12,24,48 --seeds "$seeds"
+            done
+            export_records budget budget-supcon budget-tcl
+        done
         ;;
     few)
         # 234 steps at every batch size (the base's 6 epochs of batch 256): fewer positives per anchor, same steps.

@@ -78,6 +78,7 @@ def test_a_sweep_s_points_against_a_baseline_with_an_a_a_control(tmp_path: Path,
     assert set(rows) == {"loss.chunk_size=0", "loss.method=simclr"}
     assert "| 5 | -2." in rows["loss.method=simclr"] and "0/5/0 | 0.06 | 0.06" in rows["loss.method=simclr"]
     assert "+0.00 [" in rows["loss.chunk_size=0"]  # A/A: no effect, its interval straddles 0
+    assert "interaction" not in table and "Spread" not in table  # each point is a setting of its own
     with pytest.raises(ValueError, match=r"--baseline 'nope' is neither a finished grid point"):
         write_paired(tmp_path, "nope")
     assert main(["report", str(tmp_path), "--baseline", "loss.method=tcl-ssl"]) == 0

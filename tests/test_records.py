@@ -140,6 +140,37 @@ def test_a_baseline_sweep_pairs_each_point_with_its_own_grid_values(tmp_path: Pa
     assert "Not paired (no `supcon` point with the same grid values): tcl@train.epochs=24." in paired
 
 
+def test_the_interaction_and_the_spread_across_settings_are_paired_by_seed(tmp_path: Path) -> None:
+    """Two methods over three budgets, three seeds: the interaction (a point's difference minus the first
+    budget's) and the spread (best minus worst budget per seed), worked out by hand, and filled into a doc."""
+    values = {("supcon", 6): (80, 81, 82), ("supcon", 12): (82, 83, 85), ("supcon", 24): (83, 84, 86),
+              ("tcl", 6): (81, 81, 83), ("tcl", 12): (82, 85, 85), ("tcl", 24): (85, 86, 86)}
+    for (sweep, epochs), runs in values.items():
+        for seed, value in enumerate(runs):
+            run = tmp_path / "runs" / sweep / f"train.epochs={epochs}" / f"seed{seed}"
+            run.mkdir(parents=True)
+            (run / "results.json").write_text(json.dumps({"linear_top1": value, "knn_top1": value + 1}))
+    export_runs([tmp_path / "runs" / "supcon", tmp_path / "runs" / "tcl"], tmp_path / "study")
+    doc = tmp_path / "doc.md"
+    doc.write_text("<!-- paired: study -->\n\n<!-- interaction: study -->\n\n<!-- spread: study -->\nProse.\n")
+    assert main(["report", str(tmp_path / "study"), "--baseline", "supcon", "--fill", str(doc)]) == 0
+    paired = (tmp_path / "study" / "paired.md").read_text()
+    # differences tcl - supcon per seed: 6 epochs (1, 0, 1), 12 (0, 2, 0), 24 (2, 2, 0); 12 minus 6: (-1, 2, -1),
+    # sd sqrt(3), so the half-width is t(2) = 4.303
+    assert "| tcl@train.epochs=12 | tcl@train.epochs=6 | 3 | +0.00 [-4.30, +4.30] | 1/2/0 |" in paired
+    assert "| tcl@train.epochs=24 | tcl@train.epochs=6 | 3 | +0.67 [" in paired  # (1 + 2 - 1) / 3
+    # spreads per seed: supcon (3, 3, 4), tcl (4, 5, 3); their difference (1, 2, -1)
+    assert "| tcl | 3 | 3 | 3.33 [1.90, 4.77] | 4.00 [1.52, 6.48] | +0.67 [" in paired
+    filled = doc.read_text()
+    tables = [block for block in filled.split("\n\n") if block.startswith("|")]
+    assert len(tables) == 3 and "| tcl@train.epochs=24 | 3 | +1.33 [" in tables[0]
+    assert tables[1].startswith("| grid point | against |") and tables[2].startswith("| group | settings |")
+    assert filled.endswith("Prose.\n")
+    for table in tables:  # every row has as many cells as the header
+        widths = {row.count("|") for row in table.splitlines()}
+        assert len(widths) == 1, table
+
+
 def test_export_refuses_what_it_cannot_write_whole(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     run = tmp_path / "runs" / "tcl@v2" / "base" / "seed0"
     run.mkdir(parents=True)
@@ -175,6 +206,9 @@ def test_a_grid_item_baseline_pairs_points_that_differ_only_in_that_item(tmp_pat
     assert "| train.batch_size=16,loss.k1=5000 | 2 | +1.50 [" in paired  # (1 + 2) / 2
     assert "| train.batch_size=64,loss.k1=5000 | 2 | -1.25 [" in paired  # (-1 - 1.5) / 2
     assert "| train.batch_size=16,loss.k1=0 |" not in paired
+    # the k1 effect at batch 64 minus at batch 16 (the first setting of the k1 = 5000 group): (-2, -3.5)
+    assert "| train.batch_size=64,loss.k1=5000 | train.batch_size=16,loss.k1=5000 | 2 | -2.75 [" in paired
+    assert "| loss.k1=5000 | 2 | 2 | 5.00 [" in paired  # k1 = 0 spreads over batch 16 and 64: (5, 5)
     assert "Not paired (no `loss.k1=0` point with the same grid values): train.batch_size=32,loss.k1=5000." in paired
     assert main(["report", str(tmp_path / "sweep"), "--baseline", "loss.k2=1"]) == 2  # no such item: one line
     err = capsys.readouterr().err

@@ -5,7 +5,9 @@ A document marks where a table goes with a comment line naming the study folder:
 - ``<!-- summary: STUDY -->``: the machine line and the first table of ``STUDY/summary.md``, and the line
   under it that lists the runs that failed, if any;
 - ``<!-- batch: STUDY -->``: its second table (the last epoch's denominator shares and similarities);
-- ``<!-- paired: STUDY -->``: the table of ``STUDY/paired.md`` (``tunedcl report --baseline``).
+- ``<!-- paired: STUDY -->``: the first table of ``STUDY/paired.md`` (``tunedcl report --baseline``);
+- ``<!-- interaction: STUDY -->`` and ``<!-- spread: STUDY -->``: its tables of how the difference changes
+  across the grid and of the spread across settings (written where a sweep has several settings).
 
 What follows a marker (blank lines, a ``Machine:`` line, one table, a failed-runs line) is replaced; nothing
 else changes, so the prose around the tables stays as written.
@@ -19,7 +21,10 @@ from pathlib import Path
 from tunedcl.report import FAILED_LINE
 from tunedcl.rundir import atomic_write_text
 
-MARKER = re.compile(r"^<!-- (summary|batch|paired): ([\w.@=,-]+) -->$")
+MARKER = re.compile(r"^<!-- (summary|batch|paired|interaction|spread): ([\w.@=,-]+) -->$")
+# which file of a study a marker reads, and which of its tables (0: the first)
+_TABLE = {"summary": ("summary.md", 0), "batch": ("summary.md", 1), "paired": ("paired.md", 0),
+          "interaction": ("paired.md", 1), "spread": ("paired.md", 2)}
 
 
 def _blocks(path: Path) -> tuple[str | None, list[list[str]], str | None]:
@@ -42,13 +47,13 @@ def _blocks(path: Path) -> tuple[str | None, list[list[str]], str | None]:
 
 def _content(kind: str, study: Path, marker: str) -> list[str]:
     """The lines that go after ``marker``. Raises ValueError when the study lacks the file or table."""
-    path = study / ("paired.md" if kind == "paired" else "summary.md")
+    name, wanted = _TABLE[kind]
+    path = study / name
     if not path.is_file():
         raise ValueError(f"marker {marker!r} names {path}, which does not exist (run tunedcl report on it)")
     machine, tables, failed = _blocks(path)
-    wanted = 1 if kind == "batch" else 0
     if len(tables) <= wanted:
-        raise ValueError(f"{path} has no {'second ' if wanted else ''}table for marker {marker!r}")
+        raise ValueError(f"{path} has no {('', 'second ', 'third ')[wanted]}table for marker {marker!r}")
     head = [machine, ""] if kind == "summary" and machine else []
     tail = ["", failed] if kind == "summary" and failed else []
     return ["", *head, *tables[wanted], *tail]

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from tunedcl.paired import paired
+from tunedcl.paired import paired, t_quantile_975
 from tunedcl.records import equal_protocol_results, failed_points, finished_points, point_runs
 from tunedcl.rundir import MetricsLog, atomic_write_text, parse_override, write_json
 
@@ -433,35 +433,113 @@ def _reference_of(points: list[str], baseline: str, out: Path) -> dict[str, str]
     return references
 
 
+PAIRED_HEADER = "mean [95% interval] | more/less/equal | sign p | Wilcoxon p"
+_METRICS = ("linear_top1", "knn_top1")
+
+
+def _paired_seeds(*runs: dict[int, dict[str, Any]]) -> list[int]:
+    """The seeds every one of ``runs`` finished with both metrics."""
+    common = set.intersection(*(set(r) for r in runs)) if runs else set()
+    return sorted(s for s in common if all(r[s].get(k) is not None for r in runs for k in _METRICS))
+
+
+def _group_of(point: str, baseline: str, by_sweep: bool) -> str | None:
+    """What sets ``point`` apart from its reference (its sweep, or its value of the baseline's KEY); None when
+    the baseline is one point (every point is a setting of its own)."""
+    if by_sweep:
+        return point.rpartition("@")[0]
+    key = baseline.partition("=")[0]
+    items = [item for item in point.rpartition("@")[2].split(",") if item.partition("=")[0] == key]
+    return items[0] if items and "=" in baseline else None
+
+
+def _mean_interval(values: list[float]) -> str:
+    """``1.23 [0.80, 1.66]``: the mean with its 95% t interval (``[-]`` with one value)."""
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return f"{mean:.2f} [-]"
+    half = t_quantile_975(len(values) - 1) * statistics.stdev(values) / len(values) ** 0.5
+    return f"{mean:.2f} [{mean - half:.2f}, {mean + half:.2f}]"
+
+
+def _interaction_and_spread(out: Path, references: dict[str, str], groups: dict[str, list[str]],
+                            baseline: str) -> list[str]:
+    """The tables of how the paired difference changes across the grid and of the spread across settings.
+
+    Interaction: within a group (a sweep, or one value of the baseline's KEY), each point's difference
+    d_p(s) = x_p(s) - x_ref(p)(s) minus the first setting's, d_p(s) - d_first(s), paired by seed: whether the
+    gap between the methods depends on the setting. Spread: per seed, max_p x_p(s) - min_p x_p(s) over the
+    group's settings, against the same for the baseline over the same settings, paired by seed."""
+    grouped = {name: points for name, points in groups.items() if len(points) > 1}
+    if not grouped:
+        return []
+    runs = {p: _results_by_seed(out / p) for points in grouped.values() for p in points}
+    runs |= {references[p]: _results_by_seed(out / references[p]) for points in grouped.values() for p in points}
+    interaction = ["", "How the difference changes across the grid (the interaction): each point's difference minus "
+                   "that of the first setting of its group, paired by seed (points of top-1).", "",
+                   f"| grid point | against | pairs | linear: {PAIRED_HEADER} | kNN: {PAIRED_HEADER} |",
+                   "|---|---|---:|" + "---|---:|---:|---:|" * 2]
+    spread = ["", "Spread across settings: per seed, the best minus the worst setting's top-1 (points) over a "
+              f"group's settings, its mean [95% interval] over seeds, and the group's spread minus `{baseline}`'s "
+              "over the same settings, paired by seed.", "",
+              f"| group | settings | pairs | `{baseline}` linear spread | linear spread | linear: {PAIRED_HEADER} | "
+              f"`{baseline}` kNN spread | kNN spread | kNN: {PAIRED_HEADER} |",
+              "|---|---:|---:|" + "---|---|---|---:|---:|---:|" * 2]
+    for name, points in grouped.items():
+        first = points[0]
+        for point in points[1:]:
+            seeds = _paired_seeds(*(runs[p] for p in (first, references[first], point, references[point])))
+            if not seeds:
+                continue
+            cells = [paired([runs[first][s][k] - runs[references[first]][s][k] for s in seeds],
+                            [runs[point][s][k] - runs[references[point]][s][k] for s in seeds]).cells()
+                     for k in _METRICS]
+            interaction.append(f"| {point} | {first} | {len(seeds)} | {cells[0]} | {cells[1]} |")
+        seeds = _paired_seeds(*(runs[p] for p in points), *(runs[references[p]] for p in points))
+        if not seeds:
+            continue
+        row = [name, str(len(points)), str(len(seeds))]
+        for k in _METRICS:
+            ours = [max(runs[p][s][k] for p in points) - min(runs[p][s][k] for p in points) for s in seeds]
+            theirs = [max(runs[references[p]][s][k] for p in points) - min(runs[references[p]][s][k] for p in points)
+                      for s in seeds]
+            row += [_mean_interval(theirs), _mean_interval(ours), paired(theirs, ours).cells()]
+        spread.append("| " + " | ".join(row) + " |")
+    return interaction + spread
+
+
 def write_paired(out: Path, baseline: str) -> str:
     """``OUT/paired.md``: every grid point of a sweep against the ``baseline`` point (or, in an exported study of
     several sweeps, against the baseline sweep's point with the same grid values), seed by seed
     (:mod:`tunedcl.paired`: the mean difference with its 95% t interval, seeds each way, sign and Wilcoxon
-    p-values), for linear and kNN top-1. Returns the table."""
+    p-values), for linear and kNN top-1. Where a sweep (or a value of the baseline's KEY) has several settings,
+    two more tables: the interaction (does the difference change with the setting?) and the spread across
+    settings (how much does each method move?). Returns the text."""
     points = sorted(finished_points(out), key=natural_key)
     references = _reference_of(points, baseline, out)
-    header = "mean [95% interval] | more/less/equal | sign p | Wilcoxon p"
     by_sweep = any(point.startswith(baseline + "@") for point in points)
     kind = "" if baseline in points else " at the same grid values" if by_sweep else " at the same other grid values"
     lines = [f"Each grid point minus `{baseline}`{kind}, paired by seed (points of top-1).", "",
-             f"| grid point | pairs | linear: {header} | kNN: {header} |",
+             f"| grid point | pairs | linear: {PAIRED_HEADER} | kNN: {PAIRED_HEADER} |",
              "|---|---:|" + "---|---:|---:|---:|" * 2]  # one delimiter per column, or it renders as no table
     unpaired = [point for point in points if point not in references and point not in references.values()
                 and point != baseline and not point.startswith(baseline + "@")]
+    groups: dict[str, list[str]] = {}
     for point in points:
         if point not in references:
             continue
         reference, runs = _results_by_seed(out / references[point]), _results_by_seed(out / point)
-        seeds = sorted(seed for seed in runs.keys() & reference.keys()
-                       if all(runs[seed].get(k) is not None and reference[seed].get(k) is not None
-                              for k in ("linear_top1", "knn_top1")))
+        seeds = _paired_seeds(reference, runs)
         if not seeds:
             continue
-        cells = [paired([reference[s][key] for s in seeds], [runs[s][key] for s in seeds]).cells()
-                 for key in ("linear_top1", "knn_top1")]
+        cells = [paired([reference[s][key] for s in seeds], [runs[s][key] for s in seeds]).cells() for key in _METRICS]
         lines.append(f"| {point} | {len(seeds)} | {cells[0]} | {cells[1]} |")
+        group = None if baseline in points else _group_of(point, baseline, by_sweep)
+        if group is not None:
+            groups.setdefault(group, []).append(point)
     if unpaired:  # no baseline point with the same grid values: said, not dropped silently
         lines += ["", f"Not paired (no `{baseline}` point with the same grid values): {', '.join(unpaired)}."]
+    lines += _interaction_and_spread(out, references, groups, baseline)
     table = "\n".join(lines) + "\n"
     atomic_write_text(out / "paired.md", table)
     return table
