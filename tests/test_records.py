@@ -108,7 +108,7 @@ def test_bad_records_and_folders_are_one_line_errors(tmp_path: Path, capsys: pyt
         read_record(bad)
     (tmp_path / "empty").mkdir()
     cases = [
-        (["export", str(tmp_path / "empty"), "--to", str(tmp_path / "out")], "is not a sweep with a finished run"),
+        (["export", str(tmp_path / "empty"), "--to", str(tmp_path / "out")], "is not a sweep with a finished or failed"),
         (["report", str(tmp_path / "empty")], "holds no finished run, sweep or exported study"),
         (["report", str(EXAMPLE), "--fill", str(tmp_path / "missing.md")], "--fill must be an existing markdown"),
         (["report", str(tmp_path / "study")], "unreadable run record"),

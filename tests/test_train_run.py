@@ -503,3 +503,29 @@ def test_select_on_a_grid_where_every_point_failed_says_so(tmp_path: Path) -> No
     (out / "optim.lr=3.0" / "seed0" / "failed.json").write_text(json.dumps({"error": "collapsed"}))
     with pytest.raises(ConfigError, match="every grid point of .* has a failed run"):
         sweep.select_and_confirm("quick", out, [], [], "linear", 2)
+
+
+def test_a_sweep_whose_every_run_failed_is_exported_and_reported(tmp_path: Path) -> None:
+    """Every run collapsed: the failures are the result. They export, the study reports (no machine, an empty
+    table, the failed-runs line), beside another sweep in one study; summary.json keeps seeds as numbers."""
+    from tunedcl.records import export_runs
+    from tunedcl.report import report_dirs
+
+    for seed in (0, 1):
+        failed = tmp_path / "tcl" / "loss.k1=50000" / f"seed{seed}"
+        failed.mkdir(parents=True)
+        (failed / "failed.json").write_text(json.dumps({"error": "the embeddings collapsed in epoch 2"}))
+    finished = tmp_path / "supcon" / "base" / "seed0"
+    finished.mkdir(parents=True)
+    (finished / "results.json").write_text(json.dumps({"linear_top1": 80.0, "knn_top1": 70.0}))
+    export_runs([tmp_path / "tcl"], tmp_path / "alone")
+    export_runs([tmp_path / "supcon", tmp_path / "tcl"], tmp_path / "study")
+    assert (tmp_path / "study" / "tcl@loss.k1=50000" / "seed1.failed.json").is_file()
+    report_dirs([tmp_path / "alone", tmp_path / "study"])
+    alone = (tmp_path / "alone" / "summary.md").read_text()
+    assert alone.startswith("Machine: none (no run finished).")
+    assert "Runs that failed (not in the table): `loss.k1=50000` seeds 0, 1: the embeddings collapsed" in alone
+    summary = json.loads((tmp_path / "study" / "summary.json").read_text())
+    assert summary["failed"] == {"tcl@loss.k1=50000": [{"seed": 0, "error": "the embeddings collapsed in epoch 2"},
+                                                       {"seed": 1, "error": "the embeddings collapsed in epoch 2"}]}
+    assert [row["point"] for row in summary["rows"]] == ["supcon"]

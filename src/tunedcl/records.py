@@ -161,7 +161,7 @@ def export_runs(sources: list[Path], destination: Path) -> list[Path]:
     study (one per method preset) become the points of one table. Existing records of the same runs are
     overwritten. Returns the files written.
 
-    Raises ValueError for a source that is not a sweep with a finished run, or for two sources that would
+    Raises ValueError for a source that is not a sweep with a finished or failed run, or for two sources that would
     write the same point.
     """
     if destination.exists() and not destination.is_dir():
@@ -172,8 +172,9 @@ def export_runs(sources: list[Path], destination: Path) -> list[Path]:
             raise ValueError(f"{source}: a sweep folder's name must not hold '@' (it separates a study's point "
                              "names from their grid values); rename the folder")
         points, failed = finished_points(source), failed_points(source)
-        if not points:
-            raise ValueError(f"{source} is not a sweep with a finished run (no <point>/seed<N>/results.json)")
+        if not points and not failed:  # a sweep whose every run failed is a result too: its failures are exported
+            raise ValueError(f"{source} is not a sweep with a finished or failed run (no <point>/seed<N>/results.json "
+                             "or failed.json)")
         for point in sorted(set(points) | set(failed)):
             name = point if len(sources) == 1 else source.name if point == "base" else f"{source.name}@{point}"
             for seed, error in failed.get(point, {}).items():  # a failure is a result of its grid point too

@@ -287,7 +287,8 @@ def _machines(results: list[dict[str, Any]]) -> str:
     for r in results:
         machine = f"{r.get('hardware', 'unknown hardware')}, {r.get('precision', '?')}, torch {r.get('torch', '?')}"
         counts[machine] = counts.get(machine, 0) + 1
-    return "; ".join(f"{machine} ({n} run{'s' * (n != 1)})" for machine, n in counts.items())
+    said = "; ".join(f"{machine} ({n} run{'s' * (n != 1)})" for machine, n in counts.items())
+    return said or "none (no run finished)"
 
 
 def _accuracy_table(rows: list[dict[str, Any]]) -> list[str]:
@@ -381,7 +382,9 @@ def write_summary(out: Path, names: list[str] | None = None, overrides: list[tup
     if plot_sweep_gradients(rows, out / "gradients.png"):
         lines += ["", "![mean gradient from positives and negatives per epoch](gradients.png)"]
     atomic_write_text(out / "summary.md", "\n".join(lines) + "\n")
-    write_json(out / "summary.json", {"rows": rows, "failed": failed})
+    listed = {point: [{"seed": seed, "error": error} for seed, error in sorted(seeds.items())]  # JSON keys would be
+              for point, seeds in failed.items()}  # text: a seed stays a number in a list of objects
+    write_json(out / "summary.json", {"rows": rows, "failed": listed})
     return {"rows": rows, "table": "\n".join(lines), "failed": failed}
 
 
@@ -555,7 +558,7 @@ def report_dirs(dirs: Iterable[Path], baseline: str | None = None) -> list[str]:
     for folder in map(Path, dirs):
         if (folder / "results.json").is_file():
             lines.append(f"{folder}: {write_run_report(folder)}")
-        elif finished_points(folder):
+        elif finished_points(folder) or failed_points(folder):  # a sweep whose every run failed: said, not refused
             lines += [write_summary(folder)["table"], f"{folder}: {folder / 'summary.md'}"]
             if baseline is not None:
                 lines += [write_paired(folder, baseline), f"{folder}: {folder / 'paired.md'}"]
