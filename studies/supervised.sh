@@ -16,7 +16,8 @@
 #     stability  SupCon vs TCL across batch size at a fixed number of steps, projector size and augmentation
 #                (randaug included), 5 seeds
 #     control    the A/A control: TCL's dense and chunked loss paths (the same function, computed differently), 5
-#                seeds, paired like every comparison: what "no effect" looks like at this budget
+#                seeds, paired like every comparison: what "no effect" looks like at this budget, on this machine
+#                (CONTROL=control-NAME for a machine other than the first: one control per machine)
 # Restartable: finished runs are skipped, cut-off ones resumed. Records go to docs/results/runs/<stage>-*/ with
 # `tunedcl export`; `tunedcl report docs/results/runs/* --fill docs/results.md` rebuilds the tables.
 # Machines: run a whole stage on one machine (its records name the CPU); never compare across stages' machines.
@@ -30,6 +31,7 @@ PYTHON=${PYTHON:-.venv/bin/python}
 RECORDS=${RECORDS:-docs/results/runs}
 CHOSEN=${CHOSEN:-docs/results/chosen}
 SEEDS=${SEEDS:-5}
+CONTROL=${CONTROL:-control}  # the A/A control's study name: one per machine
 # EXTRA: overrides put before every run's own (a smoke test of this script: a tiny dataset, one epoch)
 VAL=(data.validation=1000)
 mkdir -p "$OUT"
@@ -170,11 +172,12 @@ for stage in "$@"; do
         done
         ;;
     control)
+        # One control per machine (CONTROL names its study: control on the first machine, e.g. control-xeon on
+        # another). Runs of the same config already under OUT (budget's 6 epochs of TCL) are linked, not rerun.
         # shellcheck disable=SC2046
-        sweep control-aa loss.method=tcl $TCL --grid loss.chunk_size=0,null --seeds "$SEEDS"
-        "$TUNEDCL" report "$OUT/control-aa" --baseline loss.chunk_size=0 >/dev/null
-        export_records control control-aa
-        "$TUNEDCL" report "$RECORDS/control" --baseline loss.chunk_size=0 >/dev/null  # paired.md from the records
+        sweep "$CONTROL-aa" loss.method=tcl $TCL --grid loss.chunk_size=0,null --seeds "$SEEDS" --reuse "$OUT"
+        export_records "$CONTROL" "$CONTROL-aa"
+        "$TUNEDCL" report "$RECORDS/$CONTROL" --baseline loss.chunk_size=0 >/dev/null  # paired.md from the records
         ;;
     *)
         echo "studies/supervised.sh: unknown stage '$stage'; the stages are tune main budget few animal stability control" >&2
