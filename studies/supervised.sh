@@ -14,7 +14,8 @@
 #                four groups of the ten classes (positives far apart), evaluated on the ten
 #     animal     animal-mnist: CE / SupCon / TCL with the tuned values, and the k1 study, 5 seeds
 #     stability  SupCon vs TCL across batch size at a fixed number of steps, projector size and augmentation
-#                (randaug included), 5 seeds
+#                (randaug included), 5 seeds; measured by the spread across settings and the interaction
+#                method x setting, with paired intervals
 #     control    the A/A control: TCL's dense and chunked loss paths (the same function, computed differently), 5
 #                seeds, paired like every comparison: what "no effect" looks like at this budget, on this machine
 #                (CONTROL=control-NAME for a machine other than the first: one control per machine)
@@ -156,19 +157,22 @@ for stage in "$@"; do
         export_records animal-k1 animal-k1
         ;;
     stability)
-        for method in supcon tcl; do
-            # shellcheck disable=SC2046
-            sweep "stability-batch-$method" loss.method=$method $(tuned $method) optim.lr_scaling=linear \
-                "${STEPS[@]}" --grid train.batch_size=64,128,256,512 --seeds "$SEEDS"  # lr as in few
-            # shellcheck disable=SC2046
-            sweep "stability-projector-$method" loss.method=$method $(tuned $method) \
-                --grid model.projection_dim=64,128,256 --seeds "$SEEDS"
-            # shellcheck disable=SC2046
-            sweep "stability-augment-$method" loss.method=$method $(tuned $method) \
-                --grid data.augment=crop-flip,simaug,autoaug,randaug --seeds "$SEEDS"
-        done
+        # One axis at a time, both methods, its records exported when it ends: a session cut off mid-stage keeps
+        # whole axes. The measure (`tunedcl report --baseline stability-AXIS-supcon`): per seed, the spread of each
+        # method across the axis's settings, and the interaction (TCL - SupCon at a setting minus at the first
+        # setting), each with its paired interval. The batch axis at a fixed number of steps, lr as in few.
         for axis in batch projector augment; do
+            case $axis in
+            batch) grid=(optim.lr_scaling=linear "${STEPS[@]}" --grid train.batch_size=64,128,256,512) ;;
+            projector) grid=(--grid model.projection_dim=64,128,256) ;;
+            augment) grid=(--grid data.augment=crop-flip,simaug,autoaug,randaug) ;;
+            esac
+            for method in supcon tcl; do
+                # shellcheck disable=SC2046
+                sweep "stability-$axis-$method" loss.method=$method $(tuned $method) "${grid[@]}" --seeds "$SEEDS"
+            done
             export_records "stability-$axis" "stability-$axis-supcon" "stability-$axis-tcl"
+            "$TUNEDCL" report "$RECORDS/stability-$axis" --baseline "stability-$axis-supcon" >/dev/null
         done
         ;;
     control)
