@@ -213,3 +213,14 @@ def test_a_grid_item_baseline_pairs_points_that_differ_only_in_that_item(tmp_pat
     assert main(["report", str(tmp_path / "sweep"), "--baseline", "loss.k2=1"]) == 2  # no such item: one line
     err = capsys.readouterr().err
     assert "nor a grid item KEY=VALUE" in err and len(err.strip().splitlines()) == 1
+    other = tmp_path / "runs" / "groups" / "loss.k1=5000" / "seed0"  # a second sweep in one study: its own group
+    for k1 in (0, 5000):
+        for seed in (0, 1):
+            run = tmp_path / "runs" / "groups" / f"loss.k1={k1}" / f"seed{seed}"
+            run.mkdir(parents=True)
+            (run / "results.json").write_text(json.dumps({"linear_top1": 50.0 + k1 / 1000, "knn_top1": 50.0}))
+    export_runs([tmp_path / "sweep", other.parent.parent], tmp_path / "study")
+    assert main(["report", str(tmp_path / "study"), "--baseline", "loss.k1=0"]) == 0
+    paired = (tmp_path / "study" / "paired.md").read_text()
+    assert "| groups@loss.k1=5000 | 2 | +5.00 [" in paired and "| groups@loss.k1=5000 | sweep@" not in paired
+    assert "| sweep@loss.k1=5000 | 2 | 2 |" in paired and "| groups@loss.k1=5000 | 1 |" not in paired

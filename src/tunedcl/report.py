@@ -452,8 +452,9 @@ def _group_of(point: str, baseline: str, by_sweep: bool) -> str | None:
     if by_sweep:
         return point.rpartition("@")[0]
     key = baseline.partition("=")[0]
-    items = [item for item in point.rpartition("@")[2].split(",") if item.partition("=")[0] == key]
-    return items[0] if items and "=" in baseline else None
+    head, at, spelled = point.rpartition("@")  # a study of several sweeps: a group never spans two of them
+    items = [item for item in spelled.split(",") if item.partition("=")[0] == key]
+    return head + at + items[0] if items and "=" in baseline else None
 
 
 def _mean_interval(values: list[float]) -> str:
