@@ -33,6 +33,8 @@ RECORDS=${RECORDS:-docs/results/runs}
 CHOSEN=${CHOSEN:-docs/results/chosen}
 SEEDS=${SEEDS:-5}
 CONTROL=${CONTROL:-control}  # the A/A control's study name: one per machine
+[[ $CONTROL =~ ^[A-Za-z0-9][A-Za-z0-9_-]*$ ]] || { echo "studies/supervised.sh: CONTROL must be a folder name \
+(letters, digits, '-', '_'); got '$CONTROL'" >&2; exit 2; }
 # EXTRA: overrides put before every run's own (a smoke test of this script: a tiny dataset, one epoch)
 VAL=(data.validation=1000)
 mkdir -p "$OUT"
@@ -177,9 +179,12 @@ for stage in "$@"; do
         ;;
     control)
         # One control per machine (CONTROL names its study: control on the first machine, e.g. control-xeon on
-        # another). Runs of the same config already under OUT (budget's 6 epochs of TCL) are linked, not rerun.
+        # another). budget's 6-epoch TCL runs, the same config, are linked, not rerun: run both stages on one
+        # machine (run identity does not include the hardware).
+        reuse=()
+        [ -d "$OUT/budget-tcl" ] && reuse=(--reuse "$OUT/budget-tcl")
         # shellcheck disable=SC2046
-        sweep "$CONTROL-aa" loss.method=tcl $TCL --grid loss.chunk_size=0,null --seeds "$SEEDS" --reuse "$OUT"
+        sweep "$CONTROL-aa" loss.method=tcl $TCL --grid loss.chunk_size=0,null --seeds "$SEEDS" "${reuse[@]}"
         export_records "$CONTROL" "$CONTROL-aa"
         "$TUNEDCL" report "$RECORDS/$CONTROL" --baseline loss.chunk_size=0 >/dev/null  # paired.md from the records
         ;;

@@ -73,7 +73,7 @@ def test_several_sweeps_become_the_points_of_one_study(tmp_path: Path) -> None:
         (run / "results.json").write_text(json.dumps({"linear_top1": 1.0, "knn_top1": 2.0}))
     export_runs([tmp_path / "runs" / "simclr", tmp_path / "runs" / "tcl-ssl-k1"], tmp_path / "study")
     assert sorted(p.name for p in (tmp_path / "study").iterdir()) == [
-        "simclr", "tcl-ssl-k1@loss.k1=0", "tcl-ssl-k1@loss.k1=100"]
+        "grid.json", "simclr", "tcl-ssl-k1@loss.k1=0", "tcl-ssl-k1@loss.k1=100"]
     assert point_overrides("tcl-ssl-k1@loss.k1=100") == ("loss.k1=100",) and point_overrides("simclr") == ()
     assert set(point_runs(tmp_path / "study" / "simclr")) == {0}
 
@@ -169,6 +169,54 @@ def test_the_interaction_and_the_spread_across_settings_are_paired_by_seed(tmp_p
     for table in tables:  # every row has as many cells as the header
         widths = {row.count("|") for row in table.splitlines()}
         assert len(widths) == 1, table
+
+
+def test_the_interaction_is_against_the_grid_s_first_setting_and_failures_are_said(tmp_path: Path) -> None:
+    """A grid listed crop-flip, simaug, autoaug (not alphabetical): the export keeps that order, so the
+    interaction is measured against crop-flip. A seed whose run failed at one setting is left out of the
+    interaction and the spread, and the table says so."""
+    grid = ["crop-flip", "simaug", "autoaug"]
+    for sweep, shift in (("supcon", 0.0), ("tcl", 1.0)):
+        for index, augment in enumerate(grid):
+            for seed in range(3):
+                run = tmp_path / "runs" / sweep / f"data.augment={augment}" / f"seed{seed}"
+                run.mkdir(parents=True)
+                if sweep == "tcl" and augment == "autoaug" and seed == 2:
+                    (run / "failed.json").write_text(json.dumps({"error": "the embeddings collapsed in epoch 2"}))
+                    continue
+                value = 80.0 + index + shift * (index + 1) + seed / 10
+                (run / "results.json").write_text(json.dumps({"linear_top1": value, "knn_top1": value}))
+        write_summary(tmp_path / "runs" / sweep, [f"data.augment={a}" for a in grid],
+                      [(f"data.augment={a}",) for a in grid])  # what run_sweep writes: rows in grid order
+    export_runs([tmp_path / "runs" / "supcon", tmp_path / "runs" / "tcl"], tmp_path / "study")
+    assert json.loads((tmp_path / "study" / "grid.json").read_text())["points"] == [
+        f"{sweep}@data.augment={a}" for sweep in ("supcon", "tcl") for a in grid]
+    assert main(["report", str(tmp_path / "study"), "--baseline", "supcon"]) == 0
+    paired = (tmp_path / "study" / "paired.md").read_text()
+    # tcl - supcon: 1, 2, 3 at crop-flip, simaug, autoaug; minus crop-flip's: +1 and +2 (seed 2 left out of +2)
+    assert "| tcl@data.augment=simaug | tcl@data.augment=crop-flip | 3 | +1.00 [" in paired
+    assert "| tcl@data.augment=autoaug | tcl@data.augment=crop-flip | 2 | +2.00 [" in paired
+    assert "| tcl | 3 | 2 | 2.00 [2.00, 2.00] | 4.00 [4.00, 4.00] | +2.00 [" in paired  # 82 - 80; 85 - 81
+    assert "(a run failed, or is missing, at one of the group's settings or their `supcon` points): `tcl` seed 2." \
+        in paired
+    summary = (tmp_path / "study" / "summary.md").read_text()
+    rows = [line.split(" | ")[0] for line in summary.splitlines() if line.startswith("| supcon@")]
+    assert rows == [f"| supcon@data.augment={a}" for a in grid]  # the summary keeps the grid's order too
+
+
+def test_a_marker_whose_table_is_not_there_says_why(tmp_path: Path) -> None:
+    """One budget per method so far: no interaction table yet, and --fill names what writes one."""
+    for sweep in ("supcon", "tcl"):
+        run = tmp_path / "runs" / sweep / "train.epochs=6" / "seed0"
+        run.mkdir(parents=True)
+        (run / "results.json").write_text(json.dumps({"linear_top1": 80.0, "knn_top1": 70.0}))
+    export_runs([tmp_path / "runs" / "supcon", tmp_path / "runs" / "tcl"], tmp_path / "study")
+    assert main(["report", str(tmp_path / "study"), "--baseline", "supcon"]) == 0
+    doc = tmp_path / "doc.md"
+    doc.write_text("<!-- interaction: study -->\n")
+    with pytest.raises(ValueError, match="has no interaction table .* two or more paired settings"):
+        fill_document(doc, {"study": tmp_path / "study"})
+    assert doc.read_text() == "<!-- interaction: study -->\n"  # unchanged
 
 
 def test_export_refuses_what_it_cannot_write_whole(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -521,7 +521,9 @@ def test_a_sweep_whose_every_run_failed_is_exported_and_reported(tmp_path: Path)
     export_runs([tmp_path / "tcl"], tmp_path / "alone")
     export_runs([tmp_path / "supcon", tmp_path / "tcl"], tmp_path / "study")
     assert (tmp_path / "study" / "tcl@loss.k1=50000" / "seed1.failed.json").is_file()
-    report_dirs([tmp_path / "alone", tmp_path / "study"])
+    said = report_dirs([tmp_path / "alone"], baseline="loss.k1=0")  # nothing to pair: said, not an error
+    assert f"{tmp_path / 'alone'}: no paired.md (no run finished)" in said
+    report_dirs([tmp_path / "study"])
     alone = (tmp_path / "alone" / "summary.md").read_text()
     assert alone.startswith("Machine: none (no run finished).")
     assert "Runs that failed (not in the table): `loss.k1=50000` seeds 0, 1: the embeddings collapsed" in alone

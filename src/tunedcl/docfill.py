@@ -22,6 +22,8 @@ from tunedcl.report import FAILED_LINE
 from tunedcl.rundir import atomic_write_text
 
 MARKER = re.compile(r"^<!-- (summary|batch|paired|interaction|spread): ([\w.@=,-]+) -->$")
+_GROUPS = (" (written by tunedcl report --baseline only where a sweep, or a value of the baseline's KEY, has two "
+           "or more paired settings)")
 # which file of a study a marker reads, and which of its tables (0: the first)
 _TABLE = {"summary": ("summary.md", 0), "batch": ("summary.md", 1), "paired": ("paired.md", 0),
           "interaction": ("paired.md", 1), "spread": ("paired.md", 2)}
@@ -53,7 +55,8 @@ def _content(kind: str, study: Path, marker: str) -> list[str]:
         raise ValueError(f"marker {marker!r} names {path}, which does not exist (run tunedcl report on it)")
     machine, tables, failed = _blocks(path)
     if len(tables) <= wanted:
-        raise ValueError(f"{path} has no {('', 'second ', 'third ')[wanted]}table for marker {marker!r}")
+        why = {"batch": " (written with train.log_gradients=true)", "interaction": _GROUPS, "spread": _GROUPS}
+        raise ValueError(f"{path} has no {kind} table for marker {marker!r}{why.get(kind, '')}")
     head = [machine, ""] if kind == "summary" and machine else []
     tail = ["", failed] if kind == "summary" and failed else []
     return ["", *head, *tables[wanted], *tail]

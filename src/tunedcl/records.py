@@ -27,6 +27,7 @@ RECORD_FORMAT = "tunedcl-run-record/1"
 # A run that stopped with a TrainingError (collapse, non-finite loss) inside a sweep: a result of its grid point
 # (that setting fails), kept beside the run folder's checkpoint as FAILED_FILE and exported as seed<N>.failed.json.
 FAILED_FILE = "failed.json"
+GRID_FILE = "grid.json"  # an exported study's points in their sweeps' grid order (the first setting first)
 
 
 # How results.json named the cross-entropy classifier when it stood in for the probe (before the protocols
@@ -148,6 +149,17 @@ def failed_points(study: Path) -> dict[str, dict[int, str]]:
     return {point: failures for point, failures in found.items() if failures}
 
 
+def grid_order(folder: Path) -> list[str]:
+    """The grid points of a sweep or an exported study in the order the sweep's grid listed them (its first
+    setting first): ``grid.json`` of an export, else the rows of the sweep's ``summary.json``; [] with neither."""
+    for name, key in ((GRID_FILE, None), ("summary.json", "rows")):
+        path = folder / name
+        if path.is_file():
+            listed = json.loads(path.read_text())
+            return [row["point"] for row in listed.get("rows", [])] if key else list(listed.get("points", []))
+    return []
+
+
 def finished_points(study: Path) -> list[str]:
     """Names of the grid points of a sweep or an exported study with at least one finished run."""
     return [p.name for p in study.iterdir() if p.is_dir() and point_runs(p)] if study.is_dir() else []
@@ -159,14 +171,18 @@ def export_runs(sources: list[Path], destination: Path) -> list[Path]:
     With one sweep its grid points keep their names; with several, a point is named after its sweep folder
     (``simclr`` for a sweep's only point ``base``, else ``tcl-ssl-k1@loss.k1=0``), so that the sweeps of one
     study (one per method preset) become the points of one table. Existing records of the same runs are
-    overwritten. Returns the files written.
+    overwritten. ``grid.json`` keeps the points in their sweeps' grid order (the first setting first, which
+    the interaction of ``tunedcl report --baseline`` is measured against). Returns the record files written.
 
-    Raises ValueError for a source that is not a sweep with a finished or failed run, or for two sources that would
-    write the same point.
+    Raises ValueError for a source that is not a sweep with a finished or failed run, or for two sources that
+    would write the same point.
     """
+    from tunedcl.report import natural_key  # report builds on this module: imported when used
+
     if destination.exists() and not destination.is_dir():
         raise ValueError(f"--to {destination} is a file; choose a folder for the records")
     planned: dict[Path, tuple[Path, str]] = {}
+    order: list[str] = []
     for source in sources:
         if len(sources) > 1 and "@" in source.name:
             raise ValueError(f"{source}: a sweep folder's name must not hold '@' (it separates a study's point "
@@ -175,8 +191,10 @@ def export_runs(sources: list[Path], destination: Path) -> list[Path]:
         if not points and not failed:  # a sweep whose every run failed is a result too: its failures are exported
             raise ValueError(f"{source} is not a sweep with a finished or failed run (no <point>/seed<N>/results.json "
                              "or failed.json)")
-        for point in sorted(set(points) | set(failed)):
+        listed = [p for p in grid_order(source) if p in points or p in failed]
+        for point in listed + sorted((set(points) | set(failed)) - set(listed), key=natural_key):
             name = point if len(sources) == 1 else source.name if point == "base" else f"{source.name}@{point}"
+            order.append(name)
             for seed, error in failed.get(point, {}).items():  # a failure is a result of its grid point too
                 planned[destination / name / f"seed{seed}.failed.json"] = (
                     source / point / f"seed{seed}", json.dumps({"format": RECORD_FORMAT, "error": error}) + "\n")
@@ -189,10 +207,15 @@ def export_runs(sources: list[Path], destination: Path) -> list[Path]:
                 if target in planned:
                     raise ValueError(f"{planned[target][0]} and {run_dir} would both be exported as {target}")
                 planned[target] = (run_dir, json.dumps(run_record(run_dir), indent=1) + "\n")
+    earlier = grid_order(destination) if (destination / GRID_FILE).is_file() else []
+    planned[destination / GRID_FILE] = (destination, json.dumps({"points": order + [
+        name for name in earlier if name not in order]}, indent=1) + "\n")  # the grid's order survives the export
     for target, (_, text) in planned.items():  # every record read before any is written
         target.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(target, text)
+        if target.name == GRID_FILE:
+            continue
         seed = target.name.split(".")[0]  # one outcome per seed: a finished retry replaces a failure, and back
         other = target.with_name(f"{seed}.json" if target.name.endswith(".failed.json") else f"{seed}.failed.json")
         other.unlink(missing_ok=True)
-    return list(planned)
+    return [target for target in planned if target.name != GRID_FILE]

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tunedcl.paired import paired, t_quantile_975
-from tunedcl.records import equal_protocol_results, failed_points, finished_points, point_runs
+from tunedcl.records import equal_protocol_results, failed_points, finished_points, grid_order, point_runs
 from tunedcl.rundir import MetricsLog, atomic_write_text, parse_override, write_json
 
 
@@ -274,6 +274,13 @@ def natural_key(point: str) -> list[tuple[str, float, str]]:
     return key
 
 
+def ordered_points(out: Path, points: Iterable[str]) -> list[str]:
+    """``points`` in their grid's order (:func:`tunedcl.records.grid_order`), the rest in natural order."""
+    found = set(points)
+    listed = [point for point in dict.fromkeys(grid_order(out)) if point in found]
+    return listed + sorted(found - set(listed), key=natural_key)
+
+
 def point_overrides(point: str) -> tuple[str, ...]:
     """The overrides a grid point's name spells: ``loss.k1=0,loss.k2=3`` -> both; ``base`` or an exported
     study's ``simclr`` -> none; ``tcl-ssl-k1@loss.k1=0`` -> ``loss.k1=0`` (:func:`tunedcl.records.export_runs`)."""
@@ -332,11 +339,7 @@ def write_summary(out: Path, names: list[str] | None = None, overrides: list[tup
     if names is not None:  # a sweep: its own grid's failures
         failed = {point: seeds for point, seeds in failed.items() if point in names}
     else:  # tunedcl report: the points found, in the sweep's own order when it wrote one
-        found = finished_points(out)
-        names = sorted(found, key=natural_key)
-        if (out / "summary.json").is_file():
-            order = [row["point"] for row in json.loads((out / "summary.json").read_text()).get("rows", [])]
-            names = [n for n in order if n in found] + [n for n in names if n not in order]
+        names = ordered_points(out, finished_points(out))
         overrides = [point_overrides(n) for n in names]
     rows, every_result = [], []
     for name, point in zip(names, overrides or [()] * len(names), strict=True):
@@ -489,6 +492,8 @@ def _interaction_and_spread(out: Path, references: dict[str, str], groups: dict[
               f"| group | settings | pairs | `{baseline}` linear spread | linear spread | linear: {PAIRED_HEADER} | "
               f"`{baseline}` kNN spread | kNN spread | kNN: {PAIRED_HEADER} |",
               "|---|---:|---:|" + "---|---|---|---:|---:|---:|" * 2]
+    failed = failed_points(out)
+    left_out = []
     for name, points in grouped.items():
         first = points[0]
         for point in points[1:]:
@@ -500,6 +505,10 @@ def _interaction_and_spread(out: Path, references: dict[str, str], groups: dict[
                      for k in _METRICS]
             interaction.append(f"| {point} | {first} | {len(seeds)} | {cells[0]} | {cells[1]} |")
         seeds = _paired_seeds(*(runs[p] for p in points), *(runs[references[p]] for p in points))
+        every = {s for p in points for q in (p, references[p]) for s in (*runs[q], *failed.get(q, {}))}
+        if set(every) - set(seeds):  # a seed that failed (or is missing) at one setting: said, never hidden
+            left_out.append(f"`{name}` seed{'s' * (len(every - set(seeds)) > 1)} "
+                            f"{', '.join(map(str, sorted(every - set(seeds))))}")
         if not seeds:
             continue
         row = [name, str(len(points)), str(len(seeds))]
@@ -509,6 +518,9 @@ def _interaction_and_spread(out: Path, references: dict[str, str], groups: dict[
                       for s in seeds]
             row += [_mean_interval(theirs), _mean_interval(ours), paired(theirs, ours).cells()]
         spread.append("| " + " | ".join(row) + " |")
+    if left_out:  # a collapse is the least stable outcome there is: the reader must know it is not in the spread
+        spread += ["", "Left out of the interaction and the spread (a run failed, or is missing, at one of the "
+                   f"group's settings or their `{baseline}` points): {'; '.join(left_out)}."]
     return interaction + spread
 
 
@@ -519,7 +531,7 @@ def write_paired(out: Path, baseline: str) -> str:
     p-values), for linear and kNN top-1. Where a sweep (or a value of the baseline's KEY) has several settings,
     two more tables: the interaction (does the difference change with the setting?) and the spread across
     settings (how much does each method move?). Returns the text."""
-    points = sorted(finished_points(out), key=natural_key)
+    points = ordered_points(out, finished_points(out))  # the grid's order: a group's first setting is its reference
     references = _reference_of(points, baseline, out)
     by_sweep = any(point.startswith(baseline + "@") for point in points)
     kind = "" if baseline in points else " at the same grid values" if by_sweep else " at the same other grid values"
@@ -561,7 +573,9 @@ def report_dirs(dirs: Iterable[Path], baseline: str | None = None) -> list[str]:
             lines.append(f"{folder}: {write_run_report(folder)}")
         elif finished_points(folder) or failed_points(folder):  # a sweep whose every run failed: said, not refused
             lines += [write_summary(folder)["table"], f"{folder}: {folder / 'summary.md'}"]
-            if baseline is not None:
+            if baseline is not None and not finished_points(folder):  # every run failed: nothing to pair
+                lines.append(f"{folder}: no paired.md (no run finished)")
+            elif baseline is not None:
                 lines += [write_paired(folder, baseline), f"{folder}: {folder / 'paired.md'}"]
         else:
             raise ValueError(f"{folder} holds no finished run, sweep or exported study")
