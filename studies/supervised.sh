@@ -9,7 +9,8 @@
 #                points differ. 2 seeds per grid point, select on the linear probe, then 5 seeds on test.
 #     main       the three tuned methods at the main job's budget (60,000 images, 15 epochs), 3 seeds, with the
 #                paper's probe protocol as well as the fast probe (eval.linear_probe=both)
-#     budget     SupCon vs TCL, tuned, at 6, 12, 24 and 48 epochs of the study size, 5 seeds
+#     budget     SupCon vs TCL, tuned, at 6, 12, 24 and 48 epochs of the study size, 5 seeds (about 2.5 h in fp32
+#                on a 2-core Xeon without BF16/AMX; the 48-epoch point is half of it)
 #     few        few positives: batch 16, 32, 64 at one number of steps, k1 in {0, 5000, 50000}; and training on
 #                four groups of the ten classes (positives far apart), evaluated on the ten
 #     animal     animal-mnist: CE / SupCon / TCL with the tuned values, and the k1 study, 5 seeds
@@ -170,8 +171,13 @@ for stage in "$@"; do
             augment) grid=(--grid data.augment=crop-flip,simaug,autoaug,randaug) ;;
             esac
             for method in supcon tcl; do
+                # The base setting (batch 256 at 6 epochs, projector 128, crop-flip) is budget's 6-epoch run of the
+                # same config: linked when this machine ran budget, not rerun (the batch axis differs: no warm-up).
+                reuse=()
+                [ -d "$OUT/budget-$method" ] && reuse=(--reuse "$OUT/budget-$method")
                 # shellcheck disable=SC2046
-                sweep "stability-$axis-$method" loss.method=$method $(tuned $method) "${grid[@]}" --seeds "$SEEDS"
+                sweep "stability-$axis-$method" loss.method=$method $(tuned $method) "${grid[@]}" --seeds "$SEEDS" \
+                    "${reuse[@]}"
             done
             export_records "stability-$axis" "stability-$axis-supcon" "stability-$axis-tcl"
             "$TUNEDCL" report "$RECORDS/stability-$axis" --baseline "stability-$axis-supcon" >/dev/null

@@ -48,3 +48,5 @@ def test_every_table_of_docs_results_regenerates_from_the_committed_records(
     markers = {match.group(2) for line in text.splitlines() if (match := MARKER.match(line))}
     assert markers - filled == UNTUNED, "a table with neither records nor a command that fills it"
     assert not UNTUNED & {p.name for p in RECORDS.iterdir()}, "an untuned study now has records: drop it from UNTUNED"
+    unused = {p.name for p in RECORDS.iterdir() if p.is_dir()} - filled
+    assert not unused, f"records that no command of docs/results.md reports: {sorted(unused)}"
