@@ -33,6 +33,7 @@ PYTHON=${PYTHON:-.venv/bin/python}
 RECORDS=${RECORDS:-docs/results/runs}
 CHOSEN=${CHOSEN:-docs/results/chosen}
 SEEDS=${SEEDS:-5}
+MAIN_SEEDS=${MAIN_SEEDS:-3}  # the main job's budget: 3 seeds
 CONTROL=${CONTROL:-control}  # the A/A control's study name: one per machine
 [[ $CONTROL =~ ^[A-Za-z0-9][A-Za-z0-9_-]*$ ]] || { echo "studies/supervised.sh: CONTROL must be a folder name \
 (letters, digits, '-', '_'); got '$CONTROL'" >&2; exit 2; }
@@ -40,12 +41,12 @@ CONTROL=${CONTROL:-control}  # the A/A control's study name: one per machine
 VAL=(data.validation=1000)
 mkdir -p "$OUT"
 
-sweep() {  # sweep NAME ARGS...: one tunedcl sweep under OUT/NAME, timed
+sweep() {  # sweep NAME ARGS...: one tunedcl sweep under OUT/NAME, timed (PRESET: study-fashion-mnist)
     local name=$1 start=$SECONDS
     shift
     echo "== $name: $(date -u +%FT%TZ)"
     # shellcheck disable=SC2086 # EXTRA is words
-    "$TUNEDCL" sweep --config study-fashion-mnist --out "$OUT/$name" ${EXTRA:-} "$@" >/dev/null
+    "$TUNEDCL" sweep --config "${PRESET:-study-fashion-mnist}" --out "$OUT/$name" ${EXTRA:-} "$@" >/dev/null
     echo "== $name: $((SECONDS - start)) s"
 }
 load_chosen() {  # CE, SUPCON, TCL: the overrides `tune` chose for each (lr, tau, k1, k2), as words. A plain
@@ -106,12 +107,17 @@ for stage in "$@"; do
         for sweep in tune-ce tune-lr-tau tune-k1-k2; do cp "$OUT/$sweep/selected.json" "$CHOSEN/$sweep.json"; done
         ;;
     main)
-        for method in ce supcon tcl; do
-            # shellcheck disable=SC2046
-            "$TUNEDCL" sweep --config default --out "$OUT/main-$method" ${EXTRA:-} loss.method=$method $(tuned $method) \
-                eval.linear_probe=both --seeds 3 >/dev/null
+        # Seed by seed, the methods in turn, records exported after each seed: a run here is about 25 minutes in
+        # fp32 (15 epochs of 60,000 images, then the paper's 50-epoch probe), so a session cut off mid-stage
+        # keeps paired seeds.
+        for seeds in $(seq 1 "$MAIN_SEEDS"); do
+            for method in ce supcon tcl; do
+                # shellcheck disable=SC2046
+                PRESET=default sweep "main-$method" loss.method=$method $(tuned $method) eval.linear_probe=both \
+                    --seeds "$seeds"
+            done
+            export_records main main-ce main-supcon main-tcl
         done
-        export_records main main-ce main-supcon main-tcl
         ;;
     budget)
         # One budget at a time, both methods, records exported after each: a session cut off mid-stage keeps

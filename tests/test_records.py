@@ -272,3 +272,32 @@ def test_a_grid_item_baseline_pairs_points_that_differ_only_in_that_item(tmp_pat
     paired = (tmp_path / "study" / "paired.md").read_text()
     assert "| groups@loss.k1=5000 | 2 | +5.00 [" in paired and "| groups@loss.k1=5000 | sweep@" not in paired
     assert "| sweep@loss.k1=5000 | 2 | 2 |" in paired and "| groups@loss.k1=5000 | 1 |" not in paired
+
+
+def test_with_the_paper_s_probe_the_fast_probe_is_a_column_and_the_probe_is_said(tmp_path: Path) -> None:
+    """eval.linear_probe=both: `linear` is the paper's protocol, the same runs' fast probe is a column beside it,
+    and the line under the machine says which probe `linear` is; with the fast probe alone, neither appears."""
+    for sweep, linear, fast in (("supcon", (86, 87), (88, 90)), ("tcl", (87, 89), (89, 89))):
+        for seed in (0, 1):
+            run = tmp_path / "runs" / sweep / "base" / f"seed{seed}"
+            run.mkdir(parents=True)
+            (run / "results.json").write_text(json.dumps({
+                "linear_top1": linear[seed], "paper_linear_top1": linear[seed], "fast_linear_top1": fast[seed],
+                "knn_top1": 80, "linear_probe": "paper protocol (50 epochs)"}))
+    export_runs([tmp_path / "runs" / "supcon", tmp_path / "runs" / "tcl"], tmp_path / "study")
+    assert main(["report", str(tmp_path / "study")]) == 0
+    lines = (tmp_path / "study" / "summary.md").read_text().splitlines()
+    assert lines[1] == "Linear probe: paper protocol (50 epochs) (4 runs)."
+    header, rule, *rows = [line for line in lines if line.startswith("|")][:4]
+    assert "| train time per run | fast probe linear top-1 (%) |" in header
+    assert rule.count("|") == header.count("|")
+    # supcon: paper 86, 87 -> 86.50 ± 0.71; fast 88, 90 -> 89.00 ± 1.41
+    assert rows[0].startswith("| supcon | 2 | 86.50 ± 0.71 | 80.00 ± 0.00 |") and rows[0].endswith("| 89.00 ± 1.41 |")
+    assert rows[1].endswith("| 89.00 ± 0.00 |")
+    fast_only = tmp_path / "fast"
+    (fast_only / "base" / "seed0").mkdir(parents=True)
+    (fast_only / "base" / "seed0" / "results.json").write_text(json.dumps(
+        {"linear_top1": 88, "fast_linear_top1": 88, "knn_top1": 80, "linear_probe": "fast (cached features)"}))
+    write_summary(fast_only, ["base"], [()])
+    text = (fast_only / "summary.md").read_text()
+    assert "Linear probe" not in text and "fast probe" not in text

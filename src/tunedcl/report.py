@@ -298,6 +298,18 @@ def _machines(results: list[dict[str, Any]]) -> str:
     return said or "none (no run finished)"
 
 
+def _probes(results: list[dict[str, Any]]) -> list[str]:
+    """Which linear probe `linear top-1` is, said when any run used another than the fast one (the default)."""
+    probes: dict[str, int] = {}
+    for r in results:
+        probe = str(r.get("linear_probe", "?"))
+        probes[probe] = probes.get(probe, 0) + 1
+    if all(probe.startswith("fast") for probe in probes):
+        return []
+    said = "; ".join(f"{probe} ({n} run{'s' * (n != 1)})" for probe, n in probes.items())
+    return [f"Linear probe: {said}."]
+
+
 def _accuracy_table(rows: list[dict[str, Any]]) -> list[str]:
     """summary.md's first table: top-1 (mean ± std), train time, and the columns the runs have (the classifier
     head, validation, the last epoch's gradients, geometry)."""
@@ -305,17 +317,22 @@ def _accuracy_table(rows: list[dict[str, Any]]) -> list[str]:
     shapes = [key for key in GEOMETRY_KEYS if any(key + "_mean" in row for row in rows)]
     validation = [key for key in ("val_linear_top1", "val_knn_top1") if any(key + "_mean" in row for row in rows)]
     head = any("ce_top1_mean" in row for row in rows)  # a classifier's own head, beside the probe every method gets
-    extra = " classifier head top-1 (%) |" if head else ""
+    # With the paper's probe as `linear`, the fast probe of the same run beside it (eval.linear_probe=both)
+    fast = any("fast_linear_top1_mean" in row for row in rows)
+    extra = " fast probe linear top-1 (%) |" if fast else ""
+    extra += " classifier head top-1 (%) |" if head else ""
     extra += "".join(f" validation {key[4:].replace('_top1', '').replace('knn', 'kNN')} top-1 |" for key in validation)
     extra += " gradient from positives / negatives (last epoch) |" if gradients else ""
     extra += "".join(f" {key} |" for key in shapes)
+    columns = int(fast) + int(head) + len(validation) + int(gradients) + len(shapes)
     lines = [
         f"| grid point | seeds | linear top-1 (%) | kNN top-1 (%) | train time per run |{extra}",
-        "|---|---:|---:|---:|---:|" + ("---:|" * (int(head) + len(validation) + int(gradients) + len(shapes))),
+        "|---|---:|---:|---:|---:|" + "---:|" * columns,
     ]
     for row in rows:
         cells = f"| {row['point']} | {row['seeds']} | {_cell(row, 'linear_top1')} | {_cell(row, 'knn_top1')} | "
         cells += f"{row['train_minutes_mean']:.1f} min |"
+        cells += f" {_cell(row, 'fast_linear_top1')} |" if fast else ""
         cells += f" {_cell(row, 'ce_top1')} |" if head else ""
         cells += "".join(f" {_cell(row, key)} |" for key in validation)
         if gradients:
@@ -357,12 +374,16 @@ def write_summary(out: Path, names: list[str] | None = None, overrides: list[tup
             values = [r[key] for r in results if r.get(key) is not None]
             if values:
                 row[key + "_mean"], row[key + "_std"] = _mean_std(values)
+        fast = [r["fast_linear_top1"] for r in results if r.get("paper_linear_top1") is not None
+                and r.get("fast_linear_top1") is not None]  # only beside the paper's probe: else it is `linear`
+        if fast:
+            row["fast_linear_top1_mean"], row["fast_linear_top1_std"] = _mean_std(fast)
         row["train_minutes_mean"] = statistics.fmean(r.get("train_seconds", 0.0) for r in results) / 60
         curves, last = _logged_statistics([run.metrics for run in runs])
         if curves:
             row["gradient_curves"], row["last_epoch_batch"] = curves, last
         rows.append(row)
-    lines = [f"Machine: {_machines(every_result)}.", "", *_accuracy_table(rows)]
+    lines = [f"Machine: {_machines(every_result)}.", *_probes(every_result), "", *_accuracy_table(rows)]
     if failed:  # a setting that collapsed or went non-finite is a result: said under the table, never dropped
         lines += ["", FAILED_LINE + "; ".join(_failures_said(failed)) + "."]
     batch_rows = [row for row in rows if row.get("last_epoch_batch")]

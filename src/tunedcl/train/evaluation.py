@@ -112,7 +112,8 @@ def evaluate(method: Method, dataset: Any, config: Config, runtime: Runtime) -> 
         )
         results.update(paper_linear_top1=probe.top1, paper_linear_top5=probe.top5, paper_linear_seconds=probe.seconds)
         results.setdefault("linear_top1", probe.top1)
-        results.setdefault("linear_probe", f"paper protocol ({config.eval.paper_probe_epochs} epochs)")
+        epochs = config.eval.paper_probe_epochs
+        results.setdefault("linear_probe", f"paper protocol ({epochs} epoch{'s' * (epochs != 1)})")
     if mode in ("fast", "both"):
         probe = fit_linear_probe(
             train,
