@@ -276,7 +276,7 @@ def test_a_grid_item_baseline_pairs_points_that_differ_only_in_that_item(tmp_pat
 
 def test_with_the_paper_s_probe_the_fast_probe_is_a_column_and_the_probe_is_said(tmp_path: Path) -> None:
     """eval.linear_probe=both: `linear` is the paper's protocol, the same runs' fast probe is a column beside it,
-    and the line under the machine says which probe `linear` is; with the fast probe alone, neither appears."""
+    and the machine's line says which probe `linear` is (a document's marker carries that line); with the fast probe alone, neither appears."""
     for sweep, linear, fast in (("supcon", (86, 87), (88, 90)), ("tcl", (87, 89), (89, 89))):
         for seed in (0, 1):
             run = tmp_path / "runs" / sweep / "base" / f"seed{seed}"
@@ -287,7 +287,7 @@ def test_with_the_paper_s_probe_the_fast_probe_is_a_column_and_the_probe_is_said
     export_runs([tmp_path / "runs" / "supcon", tmp_path / "runs" / "tcl"], tmp_path / "study")
     assert main(["report", str(tmp_path / "study")]) == 0
     lines = (tmp_path / "study" / "summary.md").read_text().splitlines()
-    assert lines[1] == "Linear probe: paper protocol (50 epochs) (4 runs)."
+    assert lines[0].startswith("Machine: ") and lines[0].endswith(" Linear probe: paper protocol (50 epochs) (4 runs).")
     header, rule, *rows = [line for line in lines if line.startswith("|")][:4]
     assert "| train time per run | fast probe linear top-1 (%) |" in header
     assert rule.count("|") == header.count("|")

@@ -298,16 +298,16 @@ def _machines(results: list[dict[str, Any]]) -> str:
     return said or "none (no run finished)"
 
 
-def _probes(results: list[dict[str, Any]]) -> list[str]:
+def _probes(results: list[dict[str, Any]]) -> str:
     """Which linear probe `linear top-1` is, said when any run used another than the fast one (the default)."""
     probes: dict[str, int] = {}
     for r in results:
         probe = str(r.get("linear_probe", "?"))
         probes[probe] = probes.get(probe, 0) + 1
     if all(probe.startswith("fast") for probe in probes):
-        return []
+        return ""
     said = "; ".join(f"{probe} ({n} run{'s' * (n != 1)})" for probe, n in probes.items())
-    return [f"Linear probe: {said}."]
+    return f" Linear probe: {said}."
 
 
 def _accuracy_table(rows: list[dict[str, Any]]) -> list[str]:
@@ -383,7 +383,8 @@ def write_summary(out: Path, names: list[str] | None = None, overrides: list[tup
         if curves:
             row["gradient_curves"], row["last_epoch_batch"] = curves, last
         rows.append(row)
-    lines = [f"Machine: {_machines(every_result)}.", *_probes(every_result), "", *_accuracy_table(rows)]
+    # One line, which document markers carry over with the table (tunedcl.docfill)
+    lines = [f"Machine: {_machines(every_result)}.{_probes(every_result)}", "", *_accuracy_table(rows)]
     if failed:  # a setting that collapsed or went non-finite is a result: said under the table, never dropped
         lines += ["", FAILED_LINE + "; ".join(_failures_said(failed)) + "."]
     batch_rows = [row for row in rows if row.get("last_epoch_batch")]
