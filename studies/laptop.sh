@@ -5,6 +5,9 @@
 # Restartable: finished runs are skipped, cut-off ones resumed. --reuse links a run whose exact config
 # already finished in an earlier study (the shared base points) instead of training it again.
 set -euo pipefail
+# One block, read whole before it runs: a study runs for hours, and bash reads a script as it goes, so an edit
+# of this file (a git checkout) would otherwise run from the middle of a line.
+{
 OUT=${1:-runs/studies}
 TUNEDCL=${TUNEDCL:-.venv/bin/tunedcl}
 BASE=(--config study-fashion-mnist --seeds 3)
@@ -44,3 +47,5 @@ for run in "$OUT"/*/*/seed*; do
 done
 "$TUNEDCL" report "$OUT"/*/ >/dev/null
 echo "== all studies done: $(date -u +%FT%TZ)"
+exit
+}

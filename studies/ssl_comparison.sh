@@ -7,6 +7,9 @@
 # Seeds go round the methods (seed 0 of every method, then seed 1, ...), so a cut study still pairs.
 # Restartable: finished runs are skipped, cut-off ones resumed.
 set -euo pipefail
+# One block, read whole before it runs: a study runs for hours, and bash reads a script as it goes, so an edit
+# of this file (a git checkout) would otherwise run from the middle of a line.
+{
 OUT=${1:-runs/ssl}
 TUNEDCL=${TUNEDCL:-.venv/bin/tunedcl}
 EPOCHS=${EPOCHS:-3}
@@ -36,3 +39,5 @@ for seeds in 1 2 3; do
 done
 "$TUNEDCL" report "$OUT"/*/ >/dev/null
 echo "== done: $(date -u +%FT%TZ)"
+exit
+}

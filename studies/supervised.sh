@@ -26,6 +26,9 @@
 # What `tune` chose is committed as docs/results/chosen/<sweep>.json, so the later stages can run in another
 # session, on another machine, without the tuning runs' folders.
 set -euo pipefail
+# One block, read whole before it runs: a study runs for hours, and bash reads a script as it goes, so an edit
+# of this file (a git checkout) would otherwise run from the middle of a line.
+{
 OUT=${1:?usage: studies/supervised.sh OUT STAGE...}
 shift
 TUNEDCL=${TUNEDCL:-.venv/bin/tunedcl}
@@ -207,3 +210,5 @@ for stage in "$@"; do
     esac
 done
 echo "== done: $(date -u +%FT%TZ)"
+exit
+}
