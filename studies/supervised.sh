@@ -17,6 +17,8 @@
 #     stability  SupCon vs TCL across batch size at a fixed number of steps, projector size and augmentation
 #                (randaug included), 5 seeds; measured by the spread across settings and the interaction
 #                method x setting, with paired intervals
+#     stability-lr  the batch axis of stability again, with SupCon at TCL's tuned lr and tau as a third arm and
+#                as the baseline: is TCL steadier than SupCon at the same lr, or only than SupCon's own lr? 5 seeds
 #     control    the A/A control: TCL's dense and chunked loss paths (the same function, computed differently), 5
 #                seeds, paired like every comparison: what "no effect" looks like at this budget, on this machine
 #                (CONTROL=control-NAME for a machine other than the first: one control per machine)
@@ -63,6 +65,8 @@ load_chosen() {  # CE, SUPCON, TCL: the overrides `tune` chose for each (lr, tau
     # 0.05 the untempered k1 term is inert: k1 e^{-s} against a positive's e^{s/tau} ~ e^{19} (s ~ 0.96) is a
     # ratio under 1e-4 even at k1 = 50,000 (the tuning runs log its share of D_i as 0.000).
     TCL_K1_STUDY="$TCL_NO_K1 loss.temperature=0.1 loss.k2=1"  # later overrides win
+    # SupCon at TCL's chosen lr and tau (later overrides win): what is left of TCL - SupCon at equal lr
+    SUPCON_AT_TCL_LR="$SUPCON $("$PYTHON" studies/chosen.py "$CHOSEN/tune-lr-tau.json" tcl --drop loss.method)"
     echo "== tuned: ce: $CE; supcon: $SUPCON; tcl: $TCL"
 }
 export_records() {  # export_records STUDY SWEEP...: commit-ready records of the named sweeps (the study's
@@ -192,6 +196,22 @@ for stage in "$@"; do
             "$TUNEDCL" report "$RECORDS/stability-$axis" --baseline "stability-$axis-supcon" >/dev/null
         done
         ;;
+    stability-lr)
+        # stability's batch axis (same settings) on one machine, seed by seed, records after each seed. The
+        # baseline is SupCon at TCL's lr: TCL minus it is the loss at equal lr, SupCon's own lr minus it the lr.
+        for seeds in $(seq 1 "$SEEDS"); do
+            # shellcheck disable=SC2086
+            sweep stability-lr-supcon-at-tcl-lr loss.method=supcon $SUPCON_AT_TCL_LR optim.lr_scaling=linear \
+                "${STEPS[@]}" --grid train.batch_size=64,128,256,512 --seeds "$seeds"
+            for method in tcl supcon; do
+                # shellcheck disable=SC2046
+                sweep "stability-lr-$method" loss.method=$method $(tuned $method) optim.lr_scaling=linear \
+                    "${STEPS[@]}" --grid train.batch_size=64,128,256,512 --seeds "$seeds"
+            done
+            export_records stability-lr stability-lr-supcon-at-tcl-lr stability-lr-tcl stability-lr-supcon
+            "$TUNEDCL" report "$RECORDS/stability-lr" --baseline stability-lr-supcon-at-tcl-lr >/dev/null
+        done
+        ;;
     control)
         # One control per machine (CONTROL names its study: control on the first machine, e.g. control-xeon on
         # another). budget's 6-epoch TCL runs, the same config, are linked, not rerun: run both stages on one
@@ -204,7 +224,7 @@ for stage in "$@"; do
         "$TUNEDCL" report "$RECORDS/$CONTROL" --baseline loss.chunk_size=0 >/dev/null  # paired.md from the records
         ;;
     *)
-        echo "studies/supervised.sh: unknown stage '$stage'; the stages are tune main budget few animal stability control" >&2
+        echo "studies/supervised.sh: unknown stage '$stage'; the stages are tune main budget few animal stability stability-lr control" >&2
         exit 2
         ;;
     esac
