@@ -19,6 +19,7 @@
 #                method x setting, with paired intervals
 #     stability-lr  the batch axis of stability again, with SupCon at TCL's tuned lr and tau as a third arm and
 #                as the baseline: is TCL steadier than SupCon at the same lr, or only than SupCon's own lr? 5 seeds
+#     stability-lr-axes  the projector and augmentation axes of stability with the same three arms, 5 seeds
 #     control    the A/A control: TCL's dense and chunked loss paths (the same function, computed differently), 5
 #                seeds, paired like every comparison: what "no effect" looks like at this budget, on this machine
 #                (CONTROL=control-NAME for a machine other than the first: one control per machine)
@@ -212,6 +213,34 @@ for stage in "$@"; do
             "$TUNEDCL" report "$RECORDS/stability-lr" --baseline stability-lr-supcon-at-tcl-lr >/dev/null
         done
         ;;
+    stability-lr-axes)
+        # stability's projector and augmentation axes (the study base otherwise: 6 epochs with a warm-up epoch) with
+        # the three arms of stability-lr, seed by seed, records after each seed. The base setting (projector 128,
+        # crop-flip) is one run per arm and seed: the augment sweeps link the projector sweeps' base runs.
+        for seeds in $(seq 1 "$SEEDS"); do
+            for axis in projector augment; do
+                case $axis in
+                projector) grid=(--grid model.projection_dim=64,128,256) ;;
+                augment) grid=(--grid data.augment=crop-flip,simaug,autoaug,randaug) ;;
+                esac
+                for arm in supcon-at-tcl-lr tcl supcon; do
+                    case $arm in
+                    # shellcheck disable=SC2206 # the overrides are words
+                    supcon-at-tcl-lr) args=(loss.method=supcon $SUPCON_AT_TCL_LR) ;;
+                    # shellcheck disable=SC2207
+                    *) args=(loss.method=$arm $(tuned $arm)) ;;
+                    esac
+                    reuse=()
+                    [ $axis = augment ] && reuse=(--reuse "$OUT/stability-lr-projector-$arm")
+                    sweep "stability-lr-$axis-$arm" "${args[@]}" "${grid[@]}" --seeds "$seeds" "${reuse[@]}"
+                done
+                export_records "stability-lr-$axis" "stability-lr-$axis-supcon-at-tcl-lr" "stability-lr-$axis-tcl" \
+                    "stability-lr-$axis-supcon"
+                "$TUNEDCL" report "$RECORDS/stability-lr-$axis" --baseline "stability-lr-$axis-supcon-at-tcl-lr" \
+                    >/dev/null
+            done
+        done
+        ;;
     control)
         # One control per machine (CONTROL names its study: control on the first machine, e.g. control-xeon on
         # another). budget's 6-epoch TCL runs, the same config, are linked, not rerun: run both stages on one
@@ -224,7 +253,7 @@ for stage in "$@"; do
         "$TUNEDCL" report "$RECORDS/$CONTROL" --baseline loss.chunk_size=0 >/dev/null  # paired.md from the records
         ;;
     *)
-        echo "studies/supervised.sh: unknown stage '$stage'; the stages are tune main budget few animal stability stability-lr control" >&2
+        echo "studies/supervised.sh: unknown stage '$stage'; the stages are tune main budget few animal stability stability-lr stability-lr-axes control" >&2
         exit 2
         ;;
     esac
