@@ -20,6 +20,7 @@
 #     stability-lr  the batch axis of stability again, with SupCon at TCL's tuned lr and tau as a third arm and
 #                as the baseline: is TCL steadier than SupCon at the same lr, or only than SupCon's own lr? 5 seeds
 #     stability-lr-axes  the projector and augmentation axes of stability with the same three arms, 5 seeds
+#                (LR_AXES=augment for one axis)
 #     control    the A/A control: TCL's dense and chunked loss paths (the same function, computed differently), 5
 #                seeds, paired like every comparison: what "no effect" looks like at this budget, on this machine
 #                (CONTROL=control-NAME for a machine other than the first: one control per machine)
@@ -218,7 +219,7 @@ for stage in "$@"; do
         # the three arms of stability-lr, seed by seed, records after each seed. The base setting (projector 128,
         # crop-flip) is one run per arm and seed: the augment sweeps link the projector sweeps' base runs.
         for seeds in $(seq 1 "$SEEDS"); do
-            for axis in projector augment; do
+            for axis in ${LR_AXES:-projector augment}; do
                 case $axis in
                 projector) grid=(--grid model.projection_dim=64,128,256) ;;
                 augment) grid=(--grid data.augment=crop-flip,simaug,autoaug,randaug) ;;
@@ -231,7 +232,7 @@ for stage in "$@"; do
                     *) args=(loss.method=$arm $(tuned $arm)) ;;
                     esac
                     reuse=()
-                    [ $axis = augment ] && reuse=(--reuse "$OUT/stability-lr-projector-$arm")
+                    [ -d "$OUT/stability-lr-projector-$arm" ] && reuse=(--reuse "$OUT/stability-lr-projector-$arm")
                     sweep "stability-lr-$axis-$arm" "${args[@]}" "${grid[@]}" --seeds "$seeds" "${reuse[@]}"
                 done
                 export_records "stability-lr-$axis" "stability-lr-$axis-supcon-at-tcl-lr" "stability-lr-$axis-tcl" \
