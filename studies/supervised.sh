@@ -7,7 +7,7 @@
 #                study's 10,000 are drawn (data.validation), as large as the test set: with 100 per class, two
 #                seeds of one point differed by up to 3.5 points on validation (0.2 on test), more than the grid
 #                points differ. 2 seeds per grid point, select on the linear probe, then 5 seeds on test.
-#     main       the three tuned methods at the main job's budget (60,000 images, 15 epochs), 3 seeds, with the
+#     main       the three tuned methods at the main job's budget (60,000 images, 15 epochs), 5 seeds, with the
 #                paper's probe protocol as well as the fast probe (eval.linear_probe=both)
 #     budget     SupCon vs TCL, tuned, at 6, 12, 24 and 48 epochs of the study size, 5 seeds (about 2.5 h in fp32
 #                on a 2-core Xeon without BF16/AMX; the 48-epoch point is half of it)
@@ -40,7 +40,7 @@ PYTHON=${PYTHON:-.venv/bin/python}
 RECORDS=${RECORDS:-docs/results/runs}
 CHOSEN=${CHOSEN:-docs/results/chosen}
 SEEDS=${SEEDS:-5}
-MAIN_SEEDS=${MAIN_SEEDS:-3}  # the main job's budget: 3 seeds
+MAIN_SEEDS=${MAIN_SEEDS:-5}  # the main job's budget: 5 seeds
 CONTROL=${CONTROL:-control}  # the A/A control's study name: one per machine
 [[ $CONTROL =~ ^[A-Za-z0-9][A-Za-z0-9_-]*$ ]] || { echo "studies/supervised.sh: CONTROL must be a folder name \
 (letters, digits, '-', '_'); got '$CONTROL'" >&2; exit 2; }
