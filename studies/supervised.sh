@@ -87,6 +87,18 @@ link_chosen() {  # link_chosen NAME SWEEP METHOD: OUT/a-tuned/NAME/base -> the p
 tuned() {  # tuned METHOD: its chosen overrides (after load_chosen)
     case $1 in ce) echo "$CE" ;; supcon) echo "$SUPCON" ;; tcl) echo "$TCL" ;; esac
 }
+three_arms() {  # three_arms STUDY ARGS...: SupCon at TCL's lr and tau (the baseline), TCL and SupCon at their tuned
+    # points, as sweeps OUT/STUDY-ARM with the same ARGS (after load_chosen)
+    local study=$1 arm
+    shift
+    for arm in supcon-at-tcl-lr tcl supcon; do
+        # shellcheck disable=SC2046,SC2086 # the overrides are words
+        case $arm in
+        supcon-at-tcl-lr) sweep "$study-$arm" loss.method=supcon $SUPCON_AT_TCL_LR "$@" ;;
+        *) sweep "$study-$arm" loss.method=$arm $(tuned $arm) "$@" ;;
+        esac
+    done
+}
 # At a fixed number of steps (few, stability: batch axis) the warm-up must not be counted in epochs: batch 16
 # would never leave a 1-epoch warm-up of 10,000 images in 234 steps. No warm-up there, for every batch size.
 STEPS=(train.max_steps=234 optim.warmup_epochs=0)
@@ -202,14 +214,8 @@ for stage in "$@"; do
         # stability's batch axis (same settings) on one machine, seed by seed, records after each seed. The
         # baseline is SupCon at TCL's lr: TCL minus it is the loss at equal lr, SupCon's own lr minus it the lr.
         for seeds in $(seq 1 "$SEEDS"); do
-            # shellcheck disable=SC2086
-            sweep stability-lr-supcon-at-tcl-lr loss.method=supcon $SUPCON_AT_TCL_LR optim.lr_scaling=linear \
-                "${STEPS[@]}" --grid train.batch_size=64,128,256,512 --seeds "$seeds"
-            for method in tcl supcon; do
-                # shellcheck disable=SC2046
-                sweep "stability-lr-$method" loss.method=$method $(tuned $method) optim.lr_scaling=linear \
-                    "${STEPS[@]}" --grid train.batch_size=64,128,256,512 --seeds "$seeds"
-            done
+            three_arms stability-lr optim.lr_scaling=linear "${STEPS[@]}" --grid train.batch_size=64,128,256,512 \
+                --seeds "$seeds"
             export_records stability-lr stability-lr-supcon-at-tcl-lr stability-lr-tcl stability-lr-supcon
             "$TUNEDCL" report "$RECORDS/stability-lr" --baseline stability-lr-supcon-at-tcl-lr >/dev/null
         done
@@ -217,24 +223,25 @@ for stage in "$@"; do
     stability-lr-axes)
         # stability's projector and augmentation axes (the study base otherwise: 6 epochs with a warm-up epoch) with
         # the three arms of stability-lr, seed by seed, records after each seed. The base setting (projector 128,
-        # crop-flip) is one run per arm and seed: the augment sweeps link the projector sweeps' base runs.
+        # crop-flip) is one run per arm and seed: the augment sweeps link the projector sweeps' base runs (--reuse
+        # looks in all three projector sweeps and links only a run of the identical config).
+        for axis in ${LR_AXES:-projector augment}; do
+            case $axis in
+            projector | augment) ;;
+            *) echo "studies/supervised.sh: LR_AXES holds '$axis'; allowed: projector, augment" >&2; exit 2 ;;
+            esac
+        done
         for seeds in $(seq 1 "$SEEDS"); do
             for axis in ${LR_AXES:-projector augment}; do
                 case $axis in
                 projector) grid=(--grid model.projection_dim=64,128,256) ;;
                 augment) grid=(--grid data.augment=crop-flip,simaug,autoaug,randaug) ;;
                 esac
+                reuse=()
                 for arm in supcon-at-tcl-lr tcl supcon; do
-                    case $arm in
-                    # shellcheck disable=SC2206 # the overrides are words
-                    supcon-at-tcl-lr) args=(loss.method=supcon $SUPCON_AT_TCL_LR) ;;
-                    # shellcheck disable=SC2207
-                    *) args=(loss.method=$arm $(tuned $arm)) ;;
-                    esac
-                    reuse=()
-                    [ -d "$OUT/stability-lr-projector-$arm" ] && reuse=(--reuse "$OUT/stability-lr-projector-$arm")
-                    sweep "stability-lr-$axis-$arm" "${args[@]}" "${grid[@]}" --seeds "$seeds" "${reuse[@]}"
+                    [ -d "$OUT/stability-lr-projector-$arm" ] && reuse+=("$OUT/stability-lr-projector-$arm")
                 done
+                three_arms "stability-lr-$axis" "${grid[@]}" --seeds "$seeds" ${reuse[@]+--reuse "${reuse[@]}"}
                 export_records "stability-lr-$axis" "stability-lr-$axis-supcon-at-tcl-lr" "stability-lr-$axis-tcl" \
                     "stability-lr-$axis-supcon"
                 "$TUNEDCL" report "$RECORDS/stability-lr-$axis" --baseline "stability-lr-$axis-supcon-at-tcl-lr" \
